@@ -1,0 +1,293 @@
+"""The HTTP instruments on an injected ``CollectorRegistry``, and the cardinality guard.
+
+Metric names and labels are the contract in DESIGN.md ("Metric contract"); the SLO
+generator reads :class:`MetricNames` and the bucket lists from here so that the rules
+query exactly what the middleware emits.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from ouro_obs.config import ConfigError, ObservabilitySettings
+
+__all__ = [
+    "STANDARD_METHODS",
+    "HttpMetrics",
+    "MetricNames",
+    "multiprocess_dir",
+    "render_metrics",
+]
+
+#: Methods kept as label values; any other becomes ``_OTHER`` (OTel semantic conventions).
+STANDARD_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+OTHER_METHOD = "_OTHER"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricNames:
+    """The exposed metric names, with an optional namespace prefix."""
+
+    namespace: str = ""
+
+    def _name(self, base: str) -> str:
+        return f"{self.namespace}_{base}" if self.namespace else base
+
+    @property
+    def requests_total(self) -> str:
+        return self._name("http_requests_total")
+
+    @property
+    def request_duration(self) -> str:
+        return self._name("http_request_duration_seconds")
+
+    @property
+    def requests_in_progress(self) -> str:
+        return self._name("http_requests_in_progress")
+
+    @property
+    def request_size(self) -> str:
+        return self._name("http_request_size_bytes")
+
+    @property
+    def response_size(self) -> str:
+        return self._name("http_response_size_bytes")
+
+    @property
+    def websocket_connections_total(self) -> str:
+        return self._name("websocket_connections_total")
+
+    @property
+    def label_overflow_total(self) -> str:
+        return self._name("ouro_obs_label_overflow_total")
+
+    @property
+    def instrumentation_errors_total(self) -> str:
+        return self._name("ouro_obs_instrumentation_errors_total")
+
+
+def multiprocess_dir() -> str | None:
+    """The prometheus_client multiprocess directory, when multiprocess mode is on."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def normalize_method(method: str) -> str:
+    return method if method in STANDARD_METHODS else OTHER_METHOD
+
+
+class _Instruments:
+    """The metric families of one registry; built once per (registry, names, buckets)."""
+
+    def __init__(
+        self, registry: CollectorRegistry, names: MetricNames, settings: ObservabilitySettings
+    ):
+        self.signature = (names, settings.duration_buckets, settings.size_buckets)
+        route_labels = ("method", "route")
+        self.requests = Counter(
+            names.requests_total.removesuffix("_total"),
+            "HTTP requests completed, by method, route template and status code.",
+            ("method", "route", "status"),
+            registry=registry,
+        )
+        self.duration = Histogram(
+            names.request_duration,
+            "Time from the request's arrival to its last response byte, in seconds.",
+            route_labels,
+            buckets=settings.duration_buckets,
+            registry=registry,
+        )
+        self.in_progress = Gauge(
+            names.requests_in_progress,
+            "HTTP requests being served right now.",
+            ("method",),
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.request_size = Histogram(
+            names.request_size,
+            "Request body bytes actually received.",
+            route_labels,
+            buckets=settings.size_buckets,
+            registry=registry,
+        )
+        self.response_size = Histogram(
+            names.response_size,
+            "Response body bytes actually sent.",
+            route_labels,
+            buckets=settings.size_buckets,
+            registry=registry,
+        )
+        self.websockets = Counter(
+            names.websocket_connections_total.removesuffix("_total"),
+            "WebSocket connections accepted or refused, by route template.",
+            ("route",),
+            registry=registry,
+        )
+        self.overflow = Counter(
+            names.label_overflow_total.removesuffix("_total"),
+            "Observations whose route label was replaced because a metric hit its label-set cap.",
+            ("metric",),
+            registry=registry,
+        )
+        self.errors = Counter(
+            names.instrumentation_errors_total.removesuffix("_total"),
+            "Errors inside ouro-obs instrumentation, swallowed so the request went on.",
+            ("stage",),
+            registry=registry,
+        )
+
+
+_instruments_by_registry: weakref.WeakKeyDictionary[
+    CollectorRegistry, dict[MetricNames, _Instruments]
+]
+_instruments_by_registry = weakref.WeakKeyDictionary()
+_instruments_lock = threading.Lock()
+
+
+def _instruments_for(registry: CollectorRegistry, settings: ObservabilitySettings) -> _Instruments:
+    """Reuse the families already on ``registry``, so building an app twice never raises."""
+    names = MetricNames(settings.metrics_namespace)
+    with _instruments_lock:
+        per_registry = _instruments_by_registry.setdefault(registry, {})
+        existing = per_registry.get(names)
+        if existing is None:
+            existing = per_registry[names] = _Instruments(registry, names, settings)
+        elif existing.signature != (names, settings.duration_buckets, settings.size_buckets):
+            raise ConfigError(
+                f"metrics named {names.request_duration!r} already exist on this registry with "
+                "other buckets; use the same buckets, another metrics_namespace, or another registry"
+            )
+        return existing
+
+
+class _Series:
+    """The children of one (method, route, status) label set, resolved once."""
+
+    __slots__ = ("duration", "request_size", "requests", "response_size")
+
+    def __init__(self, instruments: _Instruments, method: str, route: str, status: str):
+        self.requests = instruments.requests.labels(method, route, status)
+        self.duration = instruments.duration.labels(method, route)
+        self.request_size = instruments.request_size.labels(method, route)
+        self.response_size = instruments.response_size.labels(method, route)
+
+
+class HttpMetrics:
+    """Records finished requests; never creates more than ``max_label_sets`` series per metric.
+
+    A label set beyond the cap has its route replaced by ``overflow_label`` and is counted
+    in ``ouro_obs_label_overflow_total{metric=...}``.
+    """
+
+    def __init__(self, settings: ObservabilitySettings, registry: CollectorRegistry | None = None):
+        self.registry = REGISTRY if registry is None else registry
+        self._instruments = _instruments_for(self.registry, settings)
+        self._cap = settings.max_label_sets
+        self._overflow_label = settings.overflow_label
+        self._exemplars = settings.exemplars and multiprocess_dir() is None
+        self._series: dict[tuple[str, str, str], _Series] = {}
+        self._route_label_sets: set[tuple[str, str]] = set()
+        self._in_progress: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def started(self, method: str) -> None:
+        gauge = self._in_progress.get(method)
+        if gauge is None:
+            gauge = self._in_progress[method] = self._instruments.in_progress.labels(method)
+        gauge.inc()
+
+    def ended(self, method: str) -> None:
+        self._in_progress[method].dec()
+
+    def observe(
+        self,
+        method: str,
+        route: str,
+        status: int,
+        duration_seconds: float,
+        request_bytes: int,
+        response_bytes: int,
+        trace_id: str | None = None,
+    ) -> None:
+        """Record one finished request; ``method`` must already be normalized."""
+        key = (method, route, str(status))
+        series = self._series.get(key)
+        if series is None:
+            series = self._admit(key)
+        if trace_id is not None and self._exemplars:
+            exemplar = {"trace_id": trace_id}
+            series.requests.inc(1, exemplar)
+            series.duration.observe(duration_seconds, exemplar)
+        else:
+            series.requests.inc()
+            series.duration.observe(duration_seconds)
+        series.request_size.observe(request_bytes)
+        series.response_size.observe(response_bytes)
+
+    def _admit(self, key: tuple[str, str, str]) -> _Series:
+        method, route, status = key
+        with self._lock:
+            series = self._series.get(key)
+            if series is not None:
+                return series
+            new_route_set = (method, route) not in self._route_label_sets
+            over_histograms = new_route_set and len(self._route_label_sets) >= self._cap
+            if over_histograms or len(self._series) >= self._cap:
+                return self._overflow(key, histograms=over_histograms)
+            series = _Series(self._instruments, method, route, status)
+            self._series[key] = series
+            self._route_label_sets.add((method, route))
+            return series
+
+    def _overflow(self, key: tuple[str, str, str], *, histograms: bool) -> _Series:
+        """The series for an over-cap label set; not cached under ``key`` to stay bounded."""
+        method, _route, status = key
+        overflow_key = (method, self._overflow_label, status)
+        metric = (
+            self._instruments.duration._name if histograms else self._instruments.requests._name
+        )
+        self._instruments.overflow.labels(metric).inc()
+        series = self._series.get(overflow_key)
+        if series is None:
+            series = _Series(self._instruments, method, self._overflow_label, status)
+            # Overflow series are few (methods x statuses) and deliberately exceed the cap.
+            self._series[overflow_key] = series
+            self._route_label_sets.add((method, self._overflow_label))
+        return series
+
+    def websocket(self, route: str) -> None:
+        self._instruments.websockets.labels(route).inc()
+
+    def instrumentation_error(self, stage: str) -> None:
+        self._instruments.errors.labels(stage).inc()
+
+
+def render_metrics(registry: CollectorRegistry | None, accept: str) -> tuple[bytes, str]:
+    """The exposition body and content type for a scrape with ``Accept: accept``.
+
+    OpenMetrics when the scraper asks for it (exemplars are only visible there);
+    in multiprocess mode, the aggregate of every worker's files.
+    """
+    encoder, content_type = choose_encoder(accept)
+    directory = multiprocess_dir()
+    if directory is not None:
+        aggregate = CollectorRegistry()
+        MultiProcessCollector(aggregate, path=directory)  # type: ignore[no-untyped-call]
+        return encoder(aggregate), content_type
+    return encoder(REGISTRY if registry is None else registry), content_type
+
+
+def bucket_boundaries(settings: ObservabilitySettings | None = None) -> Sequence[float]:
+    """The duration bucket boundaries the middleware exposes (what SLO thresholds must use)."""
+    return (settings or ObservabilitySettings()).duration_buckets
