@@ -87,7 +87,6 @@ class _Exchange:
             self.response_bytes += _file_size(message.get("path", ""))
         else:
             return False
-        self.complete = True
         return True
 
 
@@ -201,6 +200,7 @@ class ObservabilityMiddleware:
                 exchange.client_gone = True
                 raise
             if last:
+                exchange.complete = True
                 exchange.end_time = perf_counter()
                 self._finish(scope, exchange, method, route, root_path)
 

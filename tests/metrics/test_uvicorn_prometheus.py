@@ -1,0 +1,163 @@
+"""Real processes: uvicorn workers on loopback, scraped by a real Prometheus server."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ouro_obs.processes import ManagedProcess, PrometheusServer, free_port, http_get
+from tests.support.tools import REPO_ROOT, require_tool
+
+pytestmark = pytest.mark.integration
+
+QUIET_ENV = {"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "none"}
+
+
+def start_shop(port: int, workers: int = 1, env: dict[str, str] | None = None) -> ManagedProcess:
+    return ManagedProcess(
+        argv=[
+            sys.executable, "-m", "uvicorn", "shop.app:app",
+            "--app-dir", str(REPO_ROOT / "examples"),
+            "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers), "--no-access-log", "--log-level", "warning",
+        ],
+        ready_url=f"http://127.0.0.1:{port}/health/live",
+        env={**QUIET_ENV, **(env or {})},
+    )  # fmt: skip
+
+
+def get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(http_get(url).decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def total(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return sum(
+        value
+        for (sample_name, sample_labels), value in samples.items()
+        if sample_name == name and all(dict(sample_labels).get(k) == v for k, v in labels.items())
+    )
+
+
+def test_two_uvicorn_workers_aggregate_their_metrics_in_multiprocess_mode(tmp_path: Path) -> None:
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    port = free_port()
+    with start_shop(port, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(multiproc)}):
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(
+                pool.map(get, [f"http://127.0.0.1:{port}/items/{i % 3 + 1}" for i in range(300)])
+            )
+        assert statuses == [200] * 300
+        writer_pids = {path.stem.rsplit("_", 1)[-1] for path in multiproc.glob("counter_*.db")}
+        samples = scrape(f"http://127.0.0.1:{port}/metrics")
+        assert total(samples, "http_requests_total", route="/items/{item_id}", status="200") == 300
+        assert (
+            total(samples, "http_request_duration_seconds_count", route="/items/{item_id}") == 300
+        )
+
+        # A request held open is in flight in one worker; livesum adds the workers up.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            slow = pool.submit(get, f"http://127.0.0.1:{port}/items/1?delay=3")
+            in_flight = 0.0
+            for _ in range(50):
+                in_flight = total(
+                    scrape(f"http://127.0.0.1:{port}/metrics"),
+                    "http_requests_in_progress",
+                    method="GET",
+                )
+                if in_flight >= 1:
+                    break
+            assert slow.result() == 200
+        assert in_flight == 1.0
+        assert total(scrape(f"http://127.0.0.1:{port}/metrics"), "http_requests_in_progress") == 0.0
+    assert len(writer_pids) == 2, "both workers served requests"
+
+
+def test_child_exit_drops_a_dead_workers_in_flight_gauge(tmp_path: Path) -> None:
+    script = (
+        "from prometheus_client import Gauge\n"
+        "g = Gauge('http_requests_in_progress', 'x', ['method'], multiprocess_mode='livesum')\n"
+        "g.labels('GET').inc()\n"
+        "import os; print(os.getpid())\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    pid = int(
+        subprocess.run(
+            [sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True
+        ).stdout
+    )
+    check = (
+        "from prometheus_client import CollectorRegistry, generate_latest\n"
+        "from prometheus_client.multiprocess import MultiProcessCollector\n"
+        "r = CollectorRegistry(); MultiProcessCollector(r)\n"
+        "print(generate_latest(r).decode())\n"
+    )
+    before = subprocess.run(
+        [sys.executable, "-c", check], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    assert 'http_requests_in_progress{method="GET"} 1.0' in before
+
+    child_exit_call = (
+        "from types import SimpleNamespace\n"
+        "from ouro_obs.multiprocess import child_exit\n"
+        f"child_exit(None, SimpleNamespace(pid={pid}))\n"
+    )
+    subprocess.run([sys.executable, "-c", child_exit_call], env=env, check=True)
+    after = subprocess.run(
+        [sys.executable, "-c", check], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    assert 'http_requests_in_progress{method="GET"}' not in after
+
+
+def test_prometheus_scrapes_the_example_service_and_sees_route_templates(tmp_path: Path) -> None:
+    prometheus = require_tool("prometheus")
+    port = free_port()
+    with start_shop(port):
+        base = f"http://127.0.0.1:{port}"
+        with PrometheusServer(
+            targets={"shop": [f"127.0.0.1:{port}"]}, workdir=tmp_path, binary=prometheus
+        ) as server:
+            for round_number in range(6):
+                for path in (
+                    "/items/1",
+                    "/items/2",
+                    "/orders/77",
+                    "/api/v1/users/u-9/orders/3",
+                    "/admin/tenants/t1",
+                    f"/random/{round_number}",
+                ):
+                    get(base + path)
+                server.wait_for('up{job="shop"} == 1', timeout=30)
+            result = server.wait_for(
+                'sum by (route) (rate(http_requests_total{job="shop"}[1m])) > 0', timeout=60
+            )
+            routes = {sample["metric"]["route"] for sample in result}
+    assert routes == {
+        "/items/{item_id}",
+        "/orders/{order_id}",
+        "/api/v1/users/{user_id}/orders/{order_id}",
+        "/admin/tenants/{tenant}",
+        "<unmatched>",
+    }
