@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,16 +172,60 @@ def _instruments_for(registry: CollectorRegistry, settings: ObservabilitySetting
         return existing
 
 
+def _fast_observe(child: Any) -> Callable[[float], None]:
+    """``child.observe`` without its per-call checks and linear bucket scan.
+
+    prometheus_client's histogram child keeps ``_sum``, ``_buckets`` and
+    ``_upper_bounds`` (ending in +Inf); a bisection finds the same bucket its loop
+    would. Any other shape falls back to the public method.
+    """
+    total: Any = getattr(child, "_sum", None)
+    buckets: Any = getattr(child, "_buckets", None)
+    bounds: Any = getattr(child, "_upper_bounds", None)
+    usable = (
+        total is not None
+        and isinstance(buckets, list)
+        and isinstance(bounds, list)
+        and len(buckets) == len(bounds)
+        and bounds[-1] == float("inf")
+    )
+    if not usable:  # pragma: no cover - a future prometheus_client
+        public: Callable[[float], None] = child.observe
+        return public
+
+    def fast(amount: float) -> None:
+        total.inc(amount)
+        buckets[bisect_left(bounds, amount)].inc(1)
+
+    return fast
+
+
+def _fast_inc(child: Any) -> Callable[[float], None]:
+    """``child.inc`` (counter or gauge) without its per-call checks."""
+    value = getattr(child, "_value", None)
+    inc: Callable[[float], None] = child.inc if value is None else value.inc
+    return inc
+
+
 class _Series:
     """The children of one (method, route, status) label set, resolved once."""
 
-    __slots__ = ("duration", "request_size", "requests", "response_size")
+    __slots__ = (
+        "count",
+        "duration",
+        "observe_duration",
+        "observe_request_size",
+        "observe_response_size",
+        "requests",
+    )
 
     def __init__(self, instruments: _Instruments, method: str, route: str, status: str):
         self.requests = instruments.requests.labels(method, route, status)
         self.duration = instruments.duration.labels(method, route)
-        self.request_size = instruments.request_size.labels(method, route)
-        self.response_size = instruments.response_size.labels(method, route)
+        self.count = _fast_inc(self.requests)
+        self.observe_duration = _fast_observe(self.duration)
+        self.observe_request_size = _fast_observe(instruments.request_size.labels(method, route))
+        self.observe_response_size = _fast_observe(instruments.response_size.labels(method, route))
 
 
 class HttpMetrics:
@@ -198,17 +243,19 @@ class HttpMetrics:
         self._exemplars = settings.exemplars and multiprocess_dir() is None
         self._series: dict[tuple[str, str, str], _Series] = {}
         self._route_label_sets: set[tuple[str, str]] = set()
-        self._in_progress: dict[str, Any] = {}
+        self._in_progress: dict[str, Callable[[float], None]] = {}
         self._lock = threading.Lock()
 
     def started(self, method: str) -> None:
-        gauge = self._in_progress.get(method)
-        if gauge is None:
-            gauge = self._in_progress[method] = self._instruments.in_progress.labels(method)
-        gauge.inc()
+        add = self._in_progress.get(method)
+        if add is None:
+            add = self._in_progress[method] = _fast_inc(
+                self._instruments.in_progress.labels(method)
+            )
+        add(1)
 
     def ended(self, method: str) -> None:
-        self._in_progress[method].dec()
+        self._in_progress[method](-1)
 
     def observe(
         self,
@@ -230,10 +277,10 @@ class HttpMetrics:
             series.requests.inc(1, exemplar)
             series.duration.observe(duration_seconds, exemplar)
         else:
-            series.requests.inc()
-            series.duration.observe(duration_seconds)
-        series.request_size.observe(request_bytes)
-        series.response_size.observe(response_bytes)
+            series.count(1)
+            series.observe_duration(duration_seconds)
+        series.observe_request_size(request_bytes)
+        series.observe_response_size(response_bytes)
 
     def _admit(self, key: tuple[str, str, str]) -> _Series:
         method, route, status = key

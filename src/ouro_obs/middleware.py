@@ -21,7 +21,7 @@ from ouro_obs.config import ObservabilitySettings
 from ouro_obs.exposition import MetricsServer
 from ouro_obs.health import ReadinessChecks, send_json
 from ouro_obs.metrics import HttpMetrics, multiprocess_dir, normalize_method, render_metrics
-from ouro_obs.routes import RouteResolver, RouteTemplates, RouteTrail
+from ouro_obs.routes import RouteResolver, RouteTemplates
 
 __all__ = ["ObservabilityMiddleware"]
 
@@ -169,11 +169,10 @@ class ObservabilityMiddleware:
             elif path in self._excluded:
                 await self.app(scope, receive, send)
             else:
-                await self._observe(RouteTrail(scope), receive, send, root_path)
+                await self._observe(scope, receive, send, root_path)
         elif scope_type == "websocket":
-            trail = RouteTrail(scope)
             await self.app(
-                trail, receive, self._websocket_send(trail, send, scope.get("root_path", ""))
+                scope, receive, self._websocket_send(scope, send, scope.get("root_path", ""))
             )
         elif scope_type == "lifespan":
             await self.app(scope, self._lifespan_receive(receive), send)
@@ -182,9 +181,7 @@ class ObservabilityMiddleware:
 
     # -- HTTP ---------------------------------------------------------------------------
 
-    async def _observe(
-        self, scope: RouteTrail, receive: Receive, send: Send, root_path: str
-    ) -> None:
+    async def _observe(self, scope: Scope, receive: Receive, send: Send, root_path: str) -> None:
         if self._metrics_server_pending:
             self._start_metrics_server()
         exchange = _Exchange(receive, send)
@@ -229,7 +226,7 @@ class ObservabilityMiddleware:
             return None
 
     def _finish(
-        self, scope: RouteTrail, exchange: _Exchange, method: str, route: str | None, root_path: str
+        self, scope: Scope, exchange: _Exchange, method: str, route: str | None, root_path: str
     ) -> None:
         """Record the request once; never raises."""
         exchange.finished = True
@@ -257,7 +254,7 @@ class ObservabilityMiddleware:
             except Exception:
                 self._instrumentation_error("metrics")
 
-    def _template_after(self, scope: RouteTrail, root_path: str) -> str:
+    def _template_after(self, scope: Scope, root_path: str) -> str:
         try:
             template = self._route_templates(scope, root_path)
         except Exception:
@@ -313,7 +310,7 @@ class ObservabilityMiddleware:
 
     # -- websocket and lifespan ---------------------------------------------------------
 
-    def _websocket_send(self, scope: RouteTrail, send: Send, root_path: str) -> Send:
+    def _websocket_send(self, scope: Scope, send: Send, root_path: str) -> Send:
         async def send_wrapper(message: Message) -> None:
             await send(message)
             if message["type"] == "websocket.accept":

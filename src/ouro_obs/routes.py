@@ -1,15 +1,16 @@
 """Route template resolution: the ``route`` label and the span name.
 
-The router already matched the request, so the middleware reads what it left
-behind instead of matching again. It hands the app a :class:`RouteTrail`, a scope
-dict that notes every ``route`` assigned to it: Starlette's router assigns the
-matched route (a ``Mount`` first, then the inner route of the mounted app), and
-FastAPI's ``APIRoute`` assigns itself. FastAPI routers included with a prefix keep
-the combined template in FastAPI's per-request route context, read when present.
+The router already matched the request, so the middleware reads what it left in
+the scope instead of matching again: ``scope["route"]`` (Starlette's router assigns
+the matched route; FastAPI's ``APIRoute`` assigns itself), and, for routes of FastAPI
+routers included with a prefix, the combined template FastAPI keeps in its
+per-request route context.
 
-Only when a mount left no trace (FastAPI's router does not record mounts) or
-nothing recorded the route (a plain Starlette ``Route`` inside a FastAPI app) is
-the router tree walked, and the mount prefix found is cached (bounded).
+A mounted sub-application leaves only its inner route there, so when ``root_path``
+grew (a ``Mount`` matched) the router tree's mounts are matched once to find the
+templated prefix, cached per (route, mounted prefix), at most 4096 entries. Only a
+route that left no trace at all (a plain Starlette ``Route`` inside a FastAPI app)
+is found by matching the tree on each request.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ __all__ = [
     "OpenAPIRouteResolver",
     "RouteResolver",
     "RouteTemplates",
-    "RouteTrail",
 ]
 
 #: A resolver that knows a template before the app runs (sidecar, custom apps).
@@ -33,28 +33,6 @@ RouteResolver = Callable[[Scope], "str | None"]
 
 _MOUNT_SUFFIX = "/{path}"
 _CACHE_LIMIT = 4096
-
-
-class RouteTrail(dict[str, Any]):
-    """An ASGI scope that remembers each route the routers assigned to it, in order."""
-
-    __slots__ = ("routes",)
-
-    def __init__(self, scope: Scope) -> None:
-        super().__init__(scope)
-        self.routes: list[Any] = []
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if key == "route":
-            self.routes.append(value)
-        super().__setitem__(key, value)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        changes = dict(*args, **kwargs)
-        route = changes.get("route")
-        if route is not None:
-            self.routes.append(route)
-        super().update(changes)
 
 
 def _route_format(route: Any) -> str | None:
@@ -65,7 +43,7 @@ def _route_format(route: Any) -> str | None:
 def _fastapi_template(scope: Mapping[str, Any], route: Any) -> str | None:
     """The prefixed template FastAPI (>= 0.120) keeps for routes of included routers."""
     fastapi_scope = scope.get("fastapi")
-    if not isinstance(fastapi_scope, dict):
+    if fastapi_scope is None:
         return None
     context = fastapi_scope.get("effective_route_context")
     if context is None or getattr(context, "original_route", None) is not route:
@@ -73,31 +51,13 @@ def _fastapi_template(scope: Mapping[str, Any], route: Any) -> str | None:
     return _route_format(context) or None
 
 
-def _inner_template(trail: RouteTrail) -> tuple[str, bool] | None:
-    """(template of the recorded routes, whether a Mount was among them)."""
-    prefix = ""
-    template: str | None = None
-    saw_mount = False
-    for route in trail.routes:
-        route_format = _route_format(route)
-        if route_format is None:
-            continue  # a Host, or FastAPI's included-router wrapper: adds no path
-        if isinstance(route, Mount):
-            saw_mount = True
-            template = prefix + route_format  # a mounted non-router app: "/static/{path}"
-            prefix += route_format.removesuffix(_MOUNT_SUFFIX)
-        else:
-            template = prefix + (_fastapi_template(trail, route) or route_format)
-    return None if template is None else (template, saw_mount)
-
-
-def _probe_scope(trail: RouteTrail, entry_root_path: str) -> dict[str, Any]:
+def _probe_scope(scope: Scope, entry_root_path: str) -> dict[str, Any]:
     return {
-        "type": trail["type"],
-        "path": trail["path"],
+        "type": scope["type"],
+        "path": scope["path"],
         "root_path": entry_root_path,
-        "method": trail.get("method", "GET"),
-        "headers": trail.get("headers", []),
+        "method": scope.get("method", "GET"),
+        "headers": scope.get("headers", []),
         "path_params": {},
     }
 
@@ -105,7 +65,10 @@ def _probe_scope(trail: RouteTrail, entry_root_path: str) -> dict[str, Any]:
 def _mount_prefix(
     routes: Sequence[BaseRoute], scope: dict[str, Any]
 ) -> tuple[str, Sequence[BaseRoute], dict[str, Any]]:
-    """Follow the mounts that match ``scope``: (their joined prefix, innermost routes, scope)."""
+    """Follow the mounts that match ``scope``: (their joined prefix, innermost routes, scope).
+
+    A mount of an app that is not a router ends the walk with ``/{path}`` appended.
+    """
     prefix = ""
     descending = True
     while descending:
@@ -140,42 +103,57 @@ def _leaf_template(routes: Iterable[BaseRoute], scope: dict[str, Any]) -> str | 
 
 
 class RouteTemplates:
-    """Turns a finished request's :class:`RouteTrail` into its route template (or None)."""
+    """Reads a finished request's route template from its scope (None when unmatched)."""
 
     __slots__ = ("_prefixes",)
 
     def __init__(self) -> None:
         self._prefixes: dict[tuple[int, str], str] = {}
 
-    def __call__(self, trail: RouteTrail, entry_root_path: str) -> str | None:
-        recorded = _inner_template(trail)
-        mounted = trail.get("root_path", entry_root_path) != entry_root_path
-        if recorded is not None and (recorded[1] or not mounted):
-            return recorded[0]
-        if recorded is None and "endpoint" not in trail:
-            return None  # nothing matched: the router's 404, or a redirect_slashes redirect
-        return self._walked(trail, entry_root_path, recorded)
+    def __call__(self, scope: Scope, entry_root_path: str) -> str | None:
+        route = scope.get("route")
+        root_path: str = scope.get("root_path", entry_root_path)
+        mounted = root_path[len(entry_root_path) :] if root_path.startswith(entry_root_path) else ""
+        if route is None:
+            if "endpoint" not in scope:
+                return None  # nothing matched: the router's 404, or a redirect_slashes redirect
+            return self._walked(scope, entry_root_path, None, mounted)
+        if isinstance(route, Mount):
+            if route.routes:
+                return None  # the mount matched, nothing inside it did
+            if mounted == route.path:
+                return route.path_format  # a top-level mount of a plain app: "/static/{path}"
+            return self._walked(scope, entry_root_path, route, mounted)
+        inner = _fastapi_template(scope, route) or _route_format(route)
+        if inner is None:
+            return None
+        if not mounted:
+            return inner
+        prefix = self._prefixes.get((id(route), mounted))
+        if prefix is None:
+            return self._walked(scope, entry_root_path, route, mounted, inner)
+        return prefix + inner
 
     def _walked(
-        self, trail: RouteTrail, entry_root_path: str, recorded: tuple[str, bool] | None
+        self,
+        scope: Scope,
+        entry_root_path: str,
+        route: Any,
+        mounted: str,
+        inner: str | None = None,
     ) -> str | None:
-        routes = getattr(trail.get("router"), "routes", None)
+        routes = getattr(scope.get("router"), "routes", None)
         if not isinstance(routes, list):
-            return None if recorded is None else recorded[0]
-        delta = trail.get("root_path", "")[len(entry_root_path) :]
-        key = (id(trail.routes[-1]) if trail.routes else id(trail.get("endpoint")), delta)
-        prefix = self._prefixes.get(key)
-        if prefix is not None and recorded is not None:
-            return prefix + recorded[0]
-        prefix, inner_routes, scope = _mount_prefix(routes, _probe_scope(trail, entry_root_path))
-        if len(self._prefixes) >= _CACHE_LIMIT:
-            self._prefixes.clear()
-        self._prefixes[key] = prefix
-        if recorded is not None:
-            return prefix + recorded[0]
+            return inner
+        prefix, inner_routes, probe = _mount_prefix(routes, _probe_scope(scope, entry_root_path))
+        if inner is not None:
+            if len(self._prefixes) >= _CACHE_LIMIT:
+                self._prefixes.clear()
+            self._prefixes[(id(route), mounted)] = prefix
+            return prefix + inner
         if prefix.endswith(_MOUNT_SUFFIX):
             return prefix
-        leaf = _leaf_template(inner_routes, scope)
+        leaf = _leaf_template(inner_routes, probe)
         return None if leaf is None else prefix + leaf
 
 

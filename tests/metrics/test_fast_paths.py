@@ -1,0 +1,44 @@
+"""The metrics hot path records exactly what prometheus_client's public API would."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Histogram
+
+from ouro_obs.config import DEFAULT_DURATION_BUCKETS, ObservabilitySettings
+from ouro_obs.metrics import HttpMetrics
+
+
+def test_fast_histogram_observation_lands_in_the_same_buckets_as_observe() -> None:
+    values = [0.0, 0.001, *DEFAULT_DURATION_BUCKETS, 0.0051, 0.3, 9.999, 10.0001, 120.0]
+    ours = CollectorRegistry()
+    metrics = HttpMetrics(ObservabilitySettings(), ours)
+    reference_registry = CollectorRegistry()
+    reference = Histogram(
+        "http_request_duration_seconds",
+        "x",
+        ["method", "route"],
+        buckets=DEFAULT_DURATION_BUCKETS,
+        registry=reference_registry,
+    )
+    for value in values:
+        metrics.started("GET")
+        metrics.observe("GET", "/r", 200, value, 1, 2)
+        metrics.ended("GET")
+        reference.labels("GET", "/r").observe(value)
+
+    def buckets(registry: CollectorRegistry) -> dict[str, float]:
+        return {
+            sample.labels["le"]: sample.value
+            for metric in registry.collect()
+            for sample in metric.samples
+            if sample.name == "http_request_duration_seconds_bucket"
+        }
+
+    assert buckets(ours) == buckets(reference_registry)
+    assert ours.get_sample_value(
+        "http_request_duration_seconds_sum", {"method": "GET", "route": "/r"}
+    ) == sum(values)
+    assert ours.get_sample_value(
+        "http_requests_total", {"method": "GET", "route": "/r", "status": "200"}
+    ) == len(values)
+    assert ours.get_sample_value("http_requests_in_progress", {"method": "GET"}) == 0
