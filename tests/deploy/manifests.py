@@ -1,0 +1,246 @@
+"""Rendering the deployment manifests with the real tools, and validating what they give.
+
+Kustomize overlays go through ``kubectl kustomize``; the Helm chart through the Helm SDK
+bundled in helm-python. Built-in kinds are checked with kubernetes-validate in strict
+mode (unknown fields are errors); Prometheus Operator kinds with the vendored CRD schemas.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterable, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import jsonschema
+import kubernetes_validate
+import yaml
+
+from tests.support.tools import REPO_ROOT, missing, require_tool, shared_schema
+
+__all__ = [
+    "CHART_DIR",
+    "CUSTOM_NAMESPACE",
+    "CUSTOM_RELEASE",
+    "CUSTOM_VALUES",
+    "DEPLOYABLE",
+    "DEPLOY_DIR",
+    "GENERATED_DIR",
+    "KUBERNETES_VERSION",
+    "OVERLAYS",
+    "RENDERINGS",
+    "Manifest",
+    "container",
+    "find",
+    "find_all",
+    "helm_lint",
+    "helm_render",
+    "kustomize",
+    "pod_spec",
+    "prod_values",
+    "require_generated",
+    "schema_errors",
+]
+
+Manifest = dict[str, Any]
+
+DEPLOY_DIR = REPO_ROOT / "deploy"
+GENERATED_DIR = DEPLOY_DIR / "generated"
+CHART_DIR = DEPLOY_DIR / "helm" / "ouro-shop"
+OVERLAYS = ("dev", "prod")
+
+#: The Kubernetes version every object is validated against (kubernetes-validate ships it).
+KUBERNETES_VERSION = "1.35"
+
+_CRD_SCHEMAS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "crds/servicemonitor_v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "crds/prometheusrule_v1.json",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "crds/podmonitor_v1.json",
+}
+_GENERATED_FILES = (
+    "kustomization.yaml",
+    "servicemonitor.yaml",
+    "prometheusrule.yaml",
+    "grafana-dashboards.yaml",
+)
+
+
+#: Non-default values: another release name and namespace, a digest, no HPA, no Ingress,
+#: other peers in the NetworkPolicy, no `release` label, the PrometheusRule off.
+CUSTOM_VALUES: dict[str, Any] = {
+    "fullnameOverride": "storefront",
+    "image": {
+        "repository": "registry.example.com/team/shop",
+        "digest": "sha256:" + "0123456789abcdef" * 4,
+        "pullPolicy": "IfNotPresent",
+    },
+    "autoscaling": {"enabled": False},
+    "replicaCount": 3,
+    "workers": 4,
+    "resources": {
+        "requests": {"cpu": "1", "memory": "1Gi"},
+        "limits": {"cpu": "2", "memory": "2Gi"},
+    },
+    "ingress": {"enabled": False},
+    "podDisruptionBudget": {"enabled": True, "maxUnavailable": "25%"},
+    "networkPolicy": {
+        "ingressController": {
+            "namespace": "traefik",
+            "podLabels": {"app.kubernetes.io/name": "traefik"},
+        },
+        "monitoringNamespace": "observability",
+    },
+    "monitoring": {"release": "", "prometheusRule": {"enabled": False}},
+    "otel": {"endpoint": "https://collector.example.com:4318", "sampler": "always_on"},
+    "environment": "staging",
+    "extraConfig": {"OURO_OBS_MAX_LABEL_SETS": 500},
+}
+CUSTOM_RELEASE = "web"
+CUSTOM_NAMESPACE = "storefront-staging"
+
+#: ``kustomize-dev`` and ``kustomize-prod`` are the overlays, ``kustomize-base`` the base
+#: they share; ``helm-default`` is the chart with its own values, ``helm-prod`` with
+#: values-prod.yaml, ``helm-custom`` with CUSTOM_VALUES.
+RENDERINGS = (
+    "kustomize-base",
+    "kustomize-dev",
+    "kustomize-prod",
+    "helm-default",
+    "helm-prod",
+    "helm-custom",
+)
+#: The renderings a cluster would receive (the base alone has no namespace).
+DEPLOYABLE = tuple(name for name in RENDERINGS if name != "kustomize-base")
+
+
+def prod_values() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((CHART_DIR / "values-prod.yaml").read_text())
+    return loaded
+
+
+def require_generated() -> None:
+    """Skip (locally) or fail (CI) when `ouro-obs generate` has not written deploy/generated."""
+    absent = [name for name in _GENERATED_FILES if not (GENERATED_DIR / name).is_file()]
+    if absent:
+        missing(
+            f"{GENERATED_DIR} lacks {', '.join(absent)}: "
+            "run `ouro-obs generate examples/shop/slo.yaml -o .`"
+        )
+
+
+def _documents(text: str, source: str) -> list[Manifest]:
+    objects = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    for index, doc in enumerate(objects):
+        if not isinstance(doc, dict) or "kind" not in doc:
+            raise AssertionError(f"{source}: document {index} is not a Kubernetes object")
+    return objects
+
+
+def kustomize(directory: Path) -> list[Manifest]:
+    """The objects ``kubectl kustomize DIRECTORY`` renders."""
+    kubectl = require_tool("kubectl")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"kubectl kustomize {directory} failed:\n{result.stderr}")
+    return _documents(result.stdout, str(directory))
+
+
+def helm_render(
+    values: Mapping[str, Any] | None = None,
+    *,
+    release: str = "shop",
+    namespace: str = "shop",
+    chart: Path = CHART_DIR,
+) -> list[Manifest]:
+    """The objects the chart renders offline; NOTES.txt and empty templates left out."""
+    with helm_python.Chart.load(chart) as loaded:
+        rendered = loaded.render(
+            dict(values) if values is not None else None, name=release, namespace=namespace
+        )
+    objects: list[Manifest] = []
+    for template, text in sorted(rendered.items()):
+        if template.endswith((".yaml", ".yml")):
+            objects.extend(_documents(text, template))
+    return objects
+
+
+def helm_lint(values: Mapping[str, Any] | None = None) -> list[str]:
+    """``helm lint --strict`` findings at warning level or worse, as readable lines."""
+    report = helm_python.lint(
+        CHART_DIR,
+        dict(values) if values is not None else None,
+        strict=True,
+        namespace="shop",
+        kube_version=f"v{KUBERNETES_VERSION}.0",
+    )
+    findings = [
+        f"{message['path']}: {message['error']}"
+        for message in report.get("messages") or []
+        if int(message["severity"]) >= 2
+    ]
+    return findings + [str(error) for error in report.get("errors") or []]
+
+
+@cache
+def _crd_schema(relative: str) -> Any:
+    return json.loads(shared_schema(relative).read_text())
+
+
+def schema_errors(manifest: Manifest) -> list[str]:
+    """Every schema violation of one object: strict Kubernetes schemas or the CRD's."""
+    kind = manifest.get("kind", "?")
+    name = manifest.get("metadata", {}).get("name", "?")
+    crd = _CRD_SCHEMAS.get((manifest.get("apiVersion", ""), kind))
+    if crd is not None:
+        validator = jsonschema.Draft7Validator(_crd_schema(crd))
+        return [
+            f"{kind}/{name} at {'/'.join(map(str, error.absolute_path)) or '<root>'}: "
+            f"{error.message}"
+            for error in validator.iter_errors(manifest)
+        ]
+    try:
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        path = "/".join(map(str, error.absolute_path)) or "<root>"
+        return [f"{kind}/{name} at {path}: {error.message}"]
+    except kubernetes_validate.SchemaNotFoundError as error:
+        return [f"{kind}/{name}: {error.message}"]
+    return []
+
+
+def find_all(objects: Iterable[Manifest], kind: str) -> list[Manifest]:
+    return [obj for obj in objects if obj.get("kind") == kind]
+
+
+def find(objects: Iterable[Manifest], kind: str, name: str | None = None) -> Manifest:
+    """The one object of ``kind`` (and ``name``); fails when there is none or several."""
+    matches = [
+        obj
+        for obj in find_all(objects, kind)
+        if name is None or obj.get("metadata", {}).get("name") == name
+    ]
+    if len(matches) != 1:
+        raise AssertionError(f"expected one {kind} named {name or '*'}, found {len(matches)}")
+    return matches[0]
+
+
+def pod_spec(objects: Iterable[Manifest]) -> Manifest:
+    spec: Manifest = find(objects, "Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+def container(objects: Iterable[Manifest], name: str = "shop") -> Manifest:
+    for candidate in pod_spec(objects)["containers"]:
+        if candidate["name"] == name:
+            found: Manifest = candidate
+            return found
+    raise AssertionError(f"the Deployment has no container named {name}")

@@ -1,0 +1,34 @@
+"""Every rendered object is one a current Kubernetes API server (or the Prometheus
+Operator's CRDs) would accept: strict schemas, so a misspelt field is an error."""
+
+from __future__ import annotations
+
+import copy
+
+from tests.deploy.manifests import Manifest, find, schema_errors
+
+
+def test_every_object_passes_its_schema(rendering: list[Manifest]) -> None:
+    errors = [error for manifest in rendering for error in schema_errors(manifest)]
+    assert errors == []
+
+
+def test_rendering_is_not_empty(rendering: list[Manifest]) -> None:
+    kinds = {manifest["kind"] for manifest in rendering}
+    assert {"Deployment", "Service", "ConfigMap", "ServiceMonitor"} <= kinds
+
+
+def test_strict_validation_rejects_a_misspelt_container_field(
+    renderings: dict[str, list[Manifest]],
+) -> None:
+    deployment = copy.deepcopy(find(renderings["kustomize-prod"], "Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessprobe"] = {}
+    assert any("readinessprobe" in error for error in schema_errors(deployment))
+
+
+def test_crd_schema_rejects_a_misspelt_servicemonitor_field(
+    renderings: dict[str, list[Manifest]],
+) -> None:
+    monitor = copy.deepcopy(find(renderings["kustomize-prod"], "ServiceMonitor"))
+    monitor["spec"]["endpoints"][0]["intervall"] = "30s"
+    assert any("intervall" in error for error in schema_errors(monitor))
