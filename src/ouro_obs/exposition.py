@@ -30,7 +30,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == self.metrics_path:
-            body, content_type = render_metrics(self.registry, self.headers.get("Accept", ""))
+            try:
+                body, content_type = render_metrics(self.registry, self.headers.get("Accept", ""))
+            except Exception:
+                _log.exception("rendering /metrics failed")
+                self._reply(
+                    500, "text/plain; charset=utf-8", b"metrics unavailable, see the service log\n"
+                )
+                return
             self._reply(200, content_type, body)
         elif path in {"/health/live", "/health/ready", "/"}:
             self._reply(200, "text/plain; charset=utf-8", b"ok\n")

@@ -7,17 +7,22 @@ query exactly what the middleware emits.
 
 from __future__ import annotations
 
+import glob
 import os
+import struct
 import threading
+import time
 import weakref
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from ouro_obs.config import ConfigError, ObservabilitySettings
 
@@ -328,11 +333,47 @@ def render_metrics(registry: CollectorRegistry | None, accept: str) -> tuple[byt
     """
     encoder, content_type = choose_encoder(accept)
     directory = multiprocess_dir()
-    if directory is not None:
+    if directory is None:
+        return encoder(REGISTRY if registry is None else registry), content_type
+    return _render_multiprocess(encoder, directory), content_type
+
+
+def _render_multiprocess(encoder: Callable[[CollectorRegistry], bytes], directory: str) -> bytes:
+    # A worker that is just starting may have created its file but not yet written
+    # its header; reading it then fails. The file is complete microseconds later.
+    for attempt in range(_MULTIPROCESS_READ_ATTEMPTS):
         aggregate = CollectorRegistry()
-        MultiProcessCollector(aggregate, path=directory)  # type: ignore[no-untyped-call]
-        return encoder(aggregate), content_type
-    return encoder(REGISTRY if registry is None else registry), content_type
+        aggregate.register(_WorkerFiles(directory))
+        try:
+            return encoder(aggregate)
+        except (struct.error, ValueError):
+            if attempt == _MULTIPROCESS_READ_ATTEMPTS - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+_MULTIPROCESS_READ_ATTEMPTS = 5
+#: A worker's file starts with a 4-byte "used" counter padded to 8 bytes.
+_MMAP_HEADER_BYTES = 8
+
+
+class _WorkerFiles(Collector):
+    """The workers' ``*.db`` files merged, skipping files still being created (empty)."""
+
+    def __init__(self, directory: str) -> None:
+        self._directory = directory
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for path in glob.glob(os.path.join(self._directory, "*.db")):
+            try:
+                if os.path.getsize(path) >= _MMAP_HEADER_BYTES:
+                    files.append(path)
+            except OSError:
+                continue  # a live gauge file removed by child_exit since the glob
+        merged: Iterable[Metric] = MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        return merged
 
 
 def bucket_boundaries(settings: ObservabilitySettings | None = None) -> Sequence[float]:

@@ -161,3 +161,20 @@ def test_prometheus_scrapes_the_example_service_and_sees_route_templates(tmp_pat
         "/admin/tenants/{tenant}",
         "<unmatched>",
     }
+
+
+def test_a_worker_file_still_being_created_does_not_break_the_scrape(tmp_path: Path) -> None:
+    writer = (
+        "from prometheus_client import Counter\n"
+        "Counter('http_requests', 'x', ['method', 'route', 'status']).labels('GET', '/a', '200').inc(3)\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", writer], env=env, check=True)
+    (tmp_path / "counter_999999.db").write_bytes(b"")  # a worker between open() and its header
+    reader = (
+        "from ouro_obs.metrics import render_metrics\nprint(render_metrics(None, '')[0].decode())\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", reader], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    assert 'http_requests_total{method="GET",route="/a",status="200"} 3.0' in output
