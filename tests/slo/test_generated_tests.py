@@ -1,0 +1,68 @@
+"""The promtool test scenarios, read as data (promtool itself runs them in test_promtool)."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from ouro_obs.slo.rules import rule_groups
+from ouro_obs.slo.spec import load_spec
+from ouro_obs.slo.tests import promtool_tests, scenario_timing
+from ouro_obs.slo.windows import alert_windows
+from tests.slo.support import EXAMPLE_SPEC, golden_input
+
+SCENARIOS = ("x burn (", "x burn (", "0.9x burn never alerts", "at low traffic", "service stops")
+
+
+def _seconds(duration: str) -> int:
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([dhms])", duration))
+
+
+def test_every_slo_gets_the_five_scenarios_in_order() -> None:
+    spec = load_spec(EXAMPLE_SPEC)
+    names = [t["name"] for t in promtool_tests(spec, "shop.rules.yaml")["tests"]]
+    assert len(names) == 5 * len(spec.slos)
+    for index, slo in enumerate(spec.slos):
+        own = names[5 * index : 5 * index + 5]
+        assert all(name.startswith(f"{slo.name}: ") for name in own)
+        assert "pages" in own[0]
+        assert "opens a ticket and never pages" in own[1]
+        for fragment, name in zip(SCENARIOS, own, strict=True):
+            assert fragment in name
+
+
+def test_without_the_low_traffic_guard_there_is_no_low_traffic_scenario() -> None:
+    spec = load_spec(golden_input("route-filtered"))
+    names = [t["name"] for t in promtool_tests(spec, "shop.rules.yaml")["tests"]]
+    assert len(names) == 4
+    assert not any("low traffic" in name for name in names)
+
+
+def test_the_slow_burn_starts_after_clean_history_filling_the_longest_window() -> None:
+    spec = load_spec(EXAMPLE_SPEC)
+    tests = promtool_tests(spec, "shop.rules.yaml")["tests"]
+    for slo, slow in zip(spec.slos, tests[1::5], strict=True):
+        longest = max(a.long_window.seconds for a in alert_windows(slo.window_days))
+        first_check = min(_seconds(c["eval_time"]) for c in slow["alert_rule_test"])
+        assert first_check >= longest
+        assert all(c["exp_alerts"] == [] for c in slow["alert_rule_test"][:3])
+
+
+def test_evaluation_runs_on_the_shortest_alert_window_and_recordings_go_first() -> None:
+    spec = load_spec(EXAMPLE_SPEC)
+    document = promtool_tests(spec, "shop.rules.yaml")
+    assert document["evaluation_interval"] == "5m"
+    assert document["group_eval_order"] == [g["name"] for g in rule_groups(spec)]
+    assert scenario_timing(spec, spec.slos[0]).step == 150
+
+
+def test_counter_values_are_exact_in_binary_floating_point() -> None:
+    """Increments like 0.9 drift when promtool adds them up, and drift reads as a reset."""
+    for name in ("both-7d", "latency-28d", "availability-30d", "route-filtered"):
+        spec = load_spec(golden_input(name))
+        for test in promtool_tests(spec, "x.rules.yaml")["tests"]:
+            for series in test["input_series"]:
+                for number in re.findall(r"[0-9.]+", series["values"]):
+                    denominator = Fraction(number).denominator
+                    assert denominator & (denominator - 1) == 0, (name, series, number)
