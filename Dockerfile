@@ -44,4 +44,6 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
 # FORWARDED_ALLOW_IPS. Keep-alive outlives the ingress controller's upstream idle
 # timeout (60 s in ingress-nginx), so the proxy never reuses a connection uvicorn closed.
 # uvicorn's own access log is off: the middleware writes one structured line per request.
-ENTRYPOINT ["uvicorn", "shop.app:app", "--app-dir", "examples", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--timeout-keep-alive", "65", "--timeout-graceful-shutdown", "20", "--no-access-log", "--no-server-header"]
+# ouro_obs.multiprocess first empties PROMETHEUS_MULTIPROC_DIR: an emptyDir outlives a
+# container restart, and a dead process's files would otherwise still be summed.
+ENTRYPOINT ["python", "-m", "ouro_obs.multiprocess", "uvicorn", "shop.app:app", "--app-dir", "examples", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--timeout-keep-alive", "65", "--timeout-graceful-shutdown", "20", "--no-access-log", "--no-server-header"]

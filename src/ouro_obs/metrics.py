@@ -245,7 +245,13 @@ class HttpMetrics:
         self._instruments = _instruments_for(self.registry, settings)
         self._cap = settings.max_label_sets
         self._overflow_label = settings.overflow_label
-        self._exemplars = settings.exemplars and multiprocess_dir() is None
+        directory = multiprocess_dir()
+        if directory is not None and not os.path.isdir(directory):
+            raise ConfigError(
+                f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not a directory; create it (empty) "
+                "before the workers start, or unset the variable for single-process metrics"
+            )
+        self._exemplars = settings.exemplars and directory is None
         self._series: dict[tuple[str, str, str], _Series] = {}
         self._route_label_sets: set[tuple[str, str]] = set()
         self._in_progress: dict[str, Callable[[float], None]] = {}

@@ -10,6 +10,11 @@ gunicorn: in ``gunicorn.conf.py``::
 
     from ouro_obs.multiprocess import child_exit, when_ready  # noqa: F401
 
+A container that restarts inside the same pod keeps its ``emptyDir``, and with it the
+dead processes' files; start the server through this module so they are cleared first::
+
+    python -m ouro_obs.multiprocess uvicorn shop.app:app --workers 2
+
 ``when_ready`` serves ``/metrics`` from the gunicorn master on ``OURO_OBS_METRICS_PORT``
 when it is set, so the scrape target stays up while workers restart.
 """
@@ -17,6 +22,7 @@ when it is set, so the scrape target stays up while workers restart.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +32,7 @@ from ouro_obs.config import ObservabilitySettings
 from ouro_obs.exposition import MetricsServer
 from ouro_obs.metrics import multiprocess_dir
 
-__all__ = ["child_exit", "clear_directory", "when_ready"]
+__all__ = ["child_exit", "clear_directory", "main", "when_ready"]
 
 _master_server: list[MetricsServer] = []
 
@@ -57,3 +63,27 @@ def clear_directory(directory: str | os.PathLike[str] | None = None) -> None:
         return
     for stale in path.glob("*.db"):
         stale.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Clear the multiprocess directory, then replace this process with ``argv``."""
+    command = list(sys.argv[1:] if argv is None else argv)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        print("usage: python -m ouro_obs.multiprocess COMMAND [ARG ...]", file=sys.stderr)
+        return 2
+    directory = multiprocess_dir()
+    if directory is not None:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        clear_directory(directory)
+    try:
+        os.execvp(command[0], command)
+    except OSError as error:
+        print(f"ouro_obs.multiprocess: cannot run {command[0]!r}: {error}", file=sys.stderr)
+        return 127
+    return 0  # pragma: no cover - execvp replaced this process
+
+
+if __name__ == "__main__":
+    sys.exit(main())

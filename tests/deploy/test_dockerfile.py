@@ -109,7 +109,7 @@ def test_entrypoint_is_exec_form_uvicorn_on_the_http_port(
     renderings: dict[str, list[Manifest]],
 ) -> None:
     argv = _entrypoint()
-    assert argv[:2] == ["uvicorn", "shop.app:app"]
+    assert argv[:5] == ["python", "-m", "ouro_obs.multiprocess", "uvicorn", "shop.app:app"]
     assert _option(argv, "--app-dir") == "examples"
     assert "--proxy-headers" in argv
     http_port = int(_option(argv, "--port"))
@@ -174,10 +174,13 @@ def test_entrypoint_serves_health_and_metrics_with_the_configmap_settings(
     argv = _entrypoint()
     argv[argv.index("--port") + 1] = str(http_port)
     argv[argv.index("--host") + 1] = LOOPBACK
-    argv[0] = str(Path(sys.executable).with_name("uvicorn"))
+    argv[0] = sys.executable
+    argv[3] = str(Path(sys.executable).with_name("uvicorn"))
+    (multiproc / "counter_1.db").write_bytes(b"\0" * 16)  # a previous container's file
     base = f"http://{LOOPBACK}:{http_port}"
     with ManagedProcess(argv, ready_url=f"{base}/health/live", env=environment, cwd=app_dir):
         assert http_get(f"{base}/health/ready")
+        assert not (multiproc / "counter_1.db").exists(), "stale multiprocess files are cleared"
         http_get(f"{base}/items/1")
         # The middleware records a request just after its last byte is sent, so a scrape
         # may briefly precede it; like Prometheus, scrape again until it shows.

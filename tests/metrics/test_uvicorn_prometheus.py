@@ -178,3 +178,32 @@ def test_a_worker_file_still_being_created_does_not_break_the_scrape(tmp_path: P
         [sys.executable, "-c", reader], env=env, check=True, capture_output=True, text=True
     ).stdout
     assert 'http_requests_total{method="GET",route="/a",status="200"} 3.0' in output
+
+
+def test_a_missing_multiprocess_directory_is_refused_at_start_up_with_the_fix(
+    tmp_path: Path,
+) -> None:
+    script = (
+        "from prometheus_client import CollectorRegistry\n"
+        "from ouro_obs import ConfigError, ObservabilityMiddleware\n"
+        "try:\n"
+        "    ObservabilityMiddleware(lambda *a: None, registry=CollectorRegistry())\n"
+        "except ConfigError as error:\n"
+        "    print(error)\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "missing")}
+    output = subprocess.run(
+        [sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    assert "is not a directory; create it (empty) before the workers start" in output
+
+
+def test_the_multiprocess_launcher_clears_stale_files_then_runs_the_command(tmp_path: Path) -> None:
+    (tmp_path / "counter_12345.db").write_bytes(b"\0" * 16)
+    (tmp_path / "keep.txt").write_text("not a metrics file")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "ouro_obs.multiprocess", "ls", str(tmp_path)],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.stdout.split() == ["keep.txt"]
