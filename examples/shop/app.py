@@ -20,7 +20,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ouro_obs import ObservabilityMiddleware, ObservabilitySettings, ReadinessChecks
+from ouro_obs import (
+    ObservabilityMiddleware,
+    ObservabilitySettings,
+    ReadinessChecks,
+    configure_logging,
+    configure_tracing,
+)
 
 __all__ = ["app", "create_app"]
 
@@ -152,4 +158,17 @@ def create_app(settings: ObservabilitySettings | None = None) -> FastAPI:
     return app
 
 
-app = create_app()
+def main() -> FastAPI:
+    """The edge: settings from the environment, logging and tracing set up once, the app.
+
+    JSON log lines on stdout (uvicorn's own lines included; run uvicorn with
+    ``--no-access-log``, the middleware writes the access line), spans over OTLP/HTTP
+    to ``OTEL_EXPORTER_OTLP_ENDPOINT``.
+    """
+    settings = ObservabilitySettings.from_env(defaults={"service_name": "shop"})
+    configure_logging(settings)
+    configure_tracing(settings)
+    return create_app(settings)
+
+
+app = main()

@@ -30,6 +30,13 @@ DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 
 
+#: Level names ``log_level`` accepts, lowest first.
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
+#: Renderers ``log_format`` accepts.
+LOG_FORMATS: tuple[str, ...] = ("auto", "json", "console")
+MIN_LOG_FIELD_LENGTH = 64
+
+
 class ConfigError(ValueError):
     """A setting has a value the middleware cannot use; the message names it and the fix."""
 
@@ -76,6 +83,14 @@ class ObservabilitySettings:
     redact_query_params: frozenset[str] = field(default_factory=frozenset)
     #: Create one SERVER span per request when a tracer provider is configured.
     tracing: bool = True
+    #: Trust a well-formed incoming request id header (else every request gets a new id).
+    accept_request_id: bool = True
+    #: Minimum level written by ``configure_logging`` (debug, info, warning, error, critical).
+    log_level: str = "info"
+    #: ``json``, ``console`` (readable, for a terminal) or ``auto`` (console on a TTY).
+    log_format: str = "auto"
+    #: Longest string value written to a log line; longer ones are cut and marked.
+    log_max_field_length: int = 2048
 
     def __post_init__(self) -> None:
         for name in ("metrics_path", "health_live_path", "health_ready_path"):
@@ -88,10 +103,29 @@ class ObservabilitySettings:
             raise ConfigError("duration_buckets must be strictly increasing")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"metrics_port={self.metrics_port} is not a TCP port (0-65535)")
+        self._check_logging()
+        object.__setattr__(self, "request_id_header", self.request_id_header.strip().lower())
         object.__setattr__(self, "redact_headers", _frozen(h.lower() for h in self.redact_headers))
         object.__setattr__(self, "redact_query_params", _frozen(self.redact_query_params))
         if self.excluded_paths is not None:
             object.__setattr__(self, "excluded_paths", _frozen(self.excluded_paths))
+
+    def _check_logging(self) -> None:
+        object.__setattr__(self, "log_level", self.log_level.strip().lower())
+        object.__setattr__(self, "log_format", self.log_format.strip().lower())
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(
+                f"log_level={self.log_level!r} is not a level; use one of {', '.join(LOG_LEVELS)}"
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(
+                f"log_format={self.log_format!r}; use one of {', '.join(LOG_FORMATS)}"
+            )
+        if self.log_max_field_length < MIN_LOG_FIELD_LENGTH:
+            raise ConfigError(
+                f"log_max_field_length={self.log_max_field_length} is too short to be useful; "
+                f"use at least {MIN_LOG_FIELD_LENGTH}"
+            )
 
     @property
     def effective_excluded_paths(self) -> frozenset[str]:
@@ -182,4 +216,8 @@ ENV_VARIABLES: dict[str, tuple[str, Any]] = {
     "OURO_OBS_REDACT_HEADERS": ("redact_headers", _csv),
     "OURO_OBS_REDACT_QUERY_PARAMS": ("redact_query_params", _csv),
     "OURO_OBS_TRACING": ("tracing", _bool),
+    "OURO_OBS_ACCEPT_REQUEST_ID": ("accept_request_id", _bool),
+    "OURO_OBS_LOG_LEVEL": ("log_level", str),
+    "OURO_OBS_LOG_FORMAT": ("log_format", str),
+    "OURO_OBS_LOG_MAX_FIELD_LENGTH": ("log_max_field_length", int),
 }

@@ -279,3 +279,142 @@ class PrometheusServer:
 
     def active_targets(self) -> Iterator[dict[str, Any]]:
         yield from self.api("targets")["activeTargets"]
+
+
+def find_rotel() -> str | None:
+    """Path of the rotel collector binary (the ``rotel`` PyPI package ships it), or None."""
+    import importlib.util  # noqa: PLC0415 - only the collector needs it
+
+    spec = importlib.util.find_spec("rotel")
+    for directory in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(directory) / "rotel-agent"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which("rotel-agent")
+
+
+@dataclass
+class OTLPCollector:
+    """A real OTLP collector (rotel) on loopback, receiving OTLP/HTTP on ``endpoint``.
+
+    It forwards what it receives over OTLP/HTTP to ``forward_to`` (a base URL); without
+    one it forwards to an in-process :class:`ouro_obs.otlp_receiver.OTLPReceiver`, so
+    ``spans``/``span_count``/``wait_for`` show what went through the collector.
+    """
+
+    port: int = 0
+    forward_to: str | None = None
+    workdir: Path | None = None
+    binary: str | None = None
+    ready_timeout: float = 30.0
+    _process: ManagedProcess | None = field(default=None, init=False)
+    _receiver: Any = field(default=None, init=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def traces_url(self) -> str:
+        return f"{self.endpoint}/v1/traces"
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("collector not started")
+        return self._process.pid
+
+    def start(self) -> Self:
+        binary = self.binary or find_rotel()
+        if binary is None:
+            raise ProcessStartError("rotel is not installed: pip install rotel")
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="ouro-obs-rotel-"))
+        if self.port == 0:
+            self.port = free_port()
+        forward_to = self.forward_to
+        if forward_to is None:
+            from ouro_obs.otlp_receiver import OTLPReceiver  # noqa: PLC0415
+
+            self._receiver = OTLPReceiver().start()
+            forward_to = self._receiver.endpoint
+        self._process = ManagedProcess(
+            argv=[
+                binary, "start",
+                "--otlp-http-endpoint", f"{LOOPBACK}:{self.port}",
+                # rotel always opens a gRPC receiver too: give it a free port of its own.
+                "--otlp-grpc-endpoint", f"{LOOPBACK}:{free_port()}",
+                "--exporter", "otlp",
+                "--otlp-exporter-endpoint", forward_to,
+                "--otlp-exporter-protocol", "http",
+                "--batch-timeout", "100ms",
+                "--pid-file", str(self.workdir / "rotel.pid"),
+                "--log-file", str(self.workdir / "rotel.log"),
+            ],
+            log_path=self.workdir / "rotel.out",
+        ).start()  # fmt: skip
+        self._wait_until_ready()
+        return self
+
+    def _wait_until_ready(self) -> None:
+        """rotel answers no GET; an empty export request (a valid message) gets 200."""
+        assert self._process is not None
+        assert self._process.process is not None
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            if self._process.process.poll() is not None:
+                output = self._process.output()
+                self.stop()
+                raise ProcessStartError(f"rotel exited before it answered:\n{output}")
+            request = urllib.request.Request(
+                self.traces_url,
+                data=b"",
+                headers={"content-type": "application/x-protobuf"},
+                method="POST",
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=1.0):
+                    return
+            except (OSError, urllib.error.URLError):
+                if time.monotonic() > deadline:
+                    output = self._process.output()
+                    self.stop()
+                    raise ProcessStartError(
+                        f"rotel did not accept OTLP on {self.traces_url} within "
+                        f"{self.ready_timeout:.0f}s:\n{output}"
+                    ) from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop()
+        if self._receiver is not None:
+            self._receiver.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _received(self) -> Any:
+        if self._receiver is None:
+            raise RuntimeError(
+                "spans are only visible when the collector forwards to its own receiver"
+            )
+        return self._receiver
+
+    @property
+    def spans(self) -> list[Any]:
+        return list(self._received().spans)
+
+    def span_count(self, service: str | None = None) -> int:
+        return int(self._received().span_count(service))
+
+    def wait_for(self, predicate: Any, count: int = 1, timeout: float = 10.0) -> list[Any]:
+        return list(self._received().wait_for(predicate, count, timeout))

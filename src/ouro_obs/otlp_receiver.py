@@ -1,0 +1,227 @@
+"""A small OTLP/HTTP trace receiver on loopback, for tests and the demo.
+
+It is a real HTTP server (in a thread of the calling process) that decodes
+``ExportTraceServiceRequest`` protobuf bodies with opentelemetry-proto, exactly what a
+collector's OTLP/HTTP receiver accepts on ``/v1/traces`` (gzip included), and keeps the
+spans in memory for assertions. Not for production: it keeps every span it gets.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+__all__ = ["OTLPReceiver", "ReceivedSpan"]
+
+LOOPBACK = "127.0.0.1"
+TRACES_PATH = "/v1/traces"
+_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+def _value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_value(item) for item in value.array_value.values]
+    if kind == "kvlist_value":
+        return _attributes(value.kvlist_value.values)
+    return getattr(value, kind)
+
+
+def _attributes(pairs: Any) -> dict[str, Any]:
+    return {pair.key: _value(pair.value) for pair in pairs}
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedSpan:
+    """One span as the receiver decoded it; ids are lower-case hex, kind/status are names."""
+
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    kind: str
+    status: str
+    attributes: Mapping[str, Any]
+    resource: Mapping[str, Any]
+    scope: str
+    events: tuple[str, ...] = field(default=())
+    trace_state: str = ""
+
+    @property
+    def service(self) -> str:
+        return str(self.resource.get("service.name", ""))
+
+
+def _received(span: Span, resource: dict[str, Any], scope: str) -> ReceivedSpan:
+    return ReceivedSpan(
+        name=span.name,
+        trace_id=span.trace_id.hex(),
+        span_id=span.span_id.hex(),
+        parent_span_id=span.parent_span_id.hex(),
+        kind=Span.SpanKind.Name(span.kind),
+        status=Status.StatusCode.Name(span.status.code),
+        attributes=_attributes(span.attributes),
+        resource=resource,
+        scope=scope,
+        events=tuple(event.name for event in span.events),
+        trace_state=span.trace_state,
+    )
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_POST(self) -> None:
+        if self.path.split("?")[0] != TRACES_PATH:
+            self._answer(404, b"only /v1/traces is received here")
+            return
+        length = int(self.headers.get("content-length") or 0)
+        if not 0 <= length <= _MAX_BODY_BYTES:
+            self._answer(413, b"body too large")
+            return
+        body = self.rfile.read(length)
+        if self.headers.get("content-encoding", "").lower() == "gzip":
+            body = gzip.decompress(body)
+        if "protobuf" not in self.headers.get("content-type", ""):
+            self._answer(415, b"send application/x-protobuf")
+            return
+        try:
+            request = ExportTraceServiceRequest.FromString(body)
+        except Exception:  # protobuf.message.DecodeError; its stubs are not installed
+            self._answer(400, b"not an ExportTraceServiceRequest")
+            return
+        self.server.receive(request)
+        self._answer(200, ExportTraceServiceResponse().SerializeToString())
+
+    def _answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None  # one line per export would drown the test output
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], on_request: Callable[[Any], None]) -> None:
+        super().__init__(address, _Handler)
+        self.receive = on_request
+
+
+class OTLPReceiver:
+    """Receive OTLP/HTTP trace exports on ``http://127.0.0.1:<port>/v1/traces``.
+
+    ``endpoint`` is the base URL for ``OTEL_EXPORTER_OTLP_ENDPOINT``; ``traces_url``
+    the full one for an exporter's ``endpoint=``. Use it as a context manager, or
+    ``start()`` / ``stop()``.
+    """
+
+    def __init__(self, port: int = 0, host: str = LOOPBACK) -> None:
+        self.host = host
+        self.port = port
+        self._spans: list[ReceivedSpan] = []
+        self._requests = 0
+        self._lock = threading.Condition()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def traces_url(self) -> str:
+        return self.endpoint + TRACES_PATH
+
+    def start(self) -> Self:
+        self._server = _Server((self.host, self.port), self._receive)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="otlp-receiver", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _receive(self, request: ExportTraceServiceRequest) -> None:
+        spans = []
+        for resource_spans in request.resource_spans:
+            resource = _attributes(resource_spans.resource.attributes)
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    spans.append(_received(span, resource, scope_spans.scope.name))
+        with self._lock:
+            self._spans.extend(spans)
+            self._requests += 1
+            self._lock.notify_all()
+
+    @property
+    def spans(self) -> list[ReceivedSpan]:
+        with self._lock:
+            return list(self._spans)
+
+    @property
+    def export_requests(self) -> int:
+        with self._lock:
+            return self._requests
+
+    def span_count(self, service: str | None = None) -> int:
+        """Spans received so far, all or those of one ``service.name``."""
+        return len([span for span in self.spans if service is None or span.service == service])
+
+    def wait_for(
+        self, predicate: Callable[[ReceivedSpan], bool], count: int = 1, timeout: float = 10.0
+    ) -> list[ReceivedSpan]:
+        """Block until ``count`` received spans satisfy ``predicate``; return them."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                found = [span for span in self._spans if predicate(span)]
+                remaining = deadline - time.monotonic()
+                if len(found) >= count or remaining <= 0:
+                    break
+                self._lock.wait(remaining)
+        if len(found) < count:
+            names = sorted({span.name for span in self.spans})
+            raise TimeoutError(
+                f"{len(found)} of {count} expected spans within {timeout:.0f}s; received: {names}"
+            )
+        return found

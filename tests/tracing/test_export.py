@@ -1,0 +1,231 @@
+"""Spans leave over OTLP/HTTP; an exporter that is down or stuck never touches a request."""
+
+from __future__ import annotations
+
+import gc
+import socket
+import tracemalloc
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from ouro_obs import ObservabilityMiddleware, ObservabilitySettings, configure_tracing
+from ouro_obs.otlp_receiver import OTLPReceiver
+from ouro_obs.processes import LOOPBACK, OTLPCollector, find_rotel, free_port
+from ouro_obs.tracing import BoundedBatchSpanProcessor, TracingConfig
+from tests.metrics.asgi import client
+from tests.support.tools import missing
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+SETTINGS = ObservabilitySettings(service_name="shop", service_version="1.0.0", environment="test")
+
+
+async def order(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+def app_with(registry: CollectorRegistry, provider: TracerProvider) -> Starlette:
+    app = Starlette(routes=[Route("/orders/{order_id}", order)])
+    app.add_middleware(
+        ObservabilityMiddleware,
+        SETTINGS,
+        registry=registry,
+        tracer_provider=provider,
+        access_log=False,
+    )
+    return app
+
+
+def otlp_provider(endpoint: str, registry: CollectorRegistry, **options: object) -> TracerProvider:
+    provider = configure_tracing(
+        SETTINGS,
+        config=TracingConfig.from_env({}),
+        endpoint=endpoint,
+        registry=registry,
+        set_global=False,
+        **{"schedule_delay_seconds": 0.05, **options},  # type: ignore[arg-type]
+    )
+    assert provider is not None
+    return provider
+
+
+def batch_processor(provider: TracerProvider) -> BoundedBatchSpanProcessor:
+    (processor,) = provider._active_span_processor._span_processors
+    assert isinstance(processor, BoundedBatchSpanProcessor)
+    return processor
+
+
+async def test_spans_reach_a_real_otlp_receiver_with_names_attributes_and_parent(
+    receiver: OTLPReceiver, registry: CollectorRegistry
+) -> None:
+    provider = otlp_provider(receiver.traces_url, registry)
+    async with client(app_with(registry, provider)) as http:
+        await http.get("/orders/17", headers={"traceparent": TRACEPARENT})
+        await http.get("/orders/18")
+    provider.force_flush()
+    first, second = sorted(
+        receiver.wait_for(lambda span: span.kind == "SPAN_KIND_SERVER", count=2),
+        key=lambda span: span.attributes["url.path"],
+    )
+    provider.shutdown()
+    assert first.name == second.name == "GET /orders/{order_id}"
+    assert first.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert first.parent_span_id == "00f067aa0ba902b7"
+    assert second.parent_span_id == ""
+    assert second.trace_id != first.trace_id
+    assert first.attributes["http.route"] == "/orders/{order_id}"
+    assert first.attributes["http.response.status_code"] == 200
+    assert first.attributes["http.request.method"] == "GET"
+    assert first.attributes["url.path"] == "/orders/17"
+    assert first.resource["service.name"] == "shop"
+    assert first.resource["service.version"] == "1.0.0"
+    assert first.resource["deployment.environment.name"] == "test"
+    assert first.scope == "ouro_obs"
+
+
+@pytest.mark.integration
+async def test_spans_pass_through_the_rotel_collector_intact(registry: CollectorRegistry) -> None:
+    if find_rotel() is None:
+        missing("rotel is not installed (pip install rotel)")
+    with OTLPCollector() as collector:
+        provider = otlp_provider(collector.traces_url, registry)
+        async with client(app_with(registry, provider)) as http:
+            await http.get("/orders/5", headers={"traceparent": TRACEPARENT})
+        provider.force_flush()
+        (span,) = collector.wait_for(lambda span: span.kind == "SPAN_KIND_SERVER", timeout=20)
+        provider.shutdown()
+    assert span.name == "GET /orders/{order_id}"
+    assert (span.trace_id, span.parent_span_id) == (
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "00f067aa0ba902b7",
+    )
+    assert span.attributes["http.route"] == "/orders/{order_id}"
+    assert span.resource["service.name"] == "shop"
+
+
+@pytest.fixture
+def unanswering_port() -> Iterator[int]:
+    """A port that accepts connections and never answers (a stuck collector)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind((LOOPBACK, 0))
+        listener.listen(1024)
+        yield listener.getsockname()[1]
+
+
+def dropped(registry: CollectorRegistry, reason: str) -> float:
+    return registry.get_sample_value("ouro_obs_spans_dropped_total", {"reason": reason}) or 0.0
+
+
+@pytest.mark.parametrize("collector", ["refusing", "stuck"])
+async def test_a_down_or_stuck_collector_fails_no_request_and_the_queue_stays_bounded(
+    registry: CollectorRegistry, collector: str, request: pytest.FixtureRequest
+) -> None:
+    port = free_port() if collector == "refusing" else request.getfixturevalue("unanswering_port")
+    provider = otlp_provider(
+        f"http://{LOOPBACK}:{port}/v1/traces",
+        registry,
+        max_queue_size=16,
+        export_timeout_seconds=0.3,
+    )
+    processor = batch_processor(provider)
+    requests = 400
+    statuses = []
+    longest_queue = 0
+    async with client(app_with(registry, provider)) as http:
+        for number in range(requests):
+            statuses.append((await http.get(f"/orders/{number}")).status_code)
+            longest_queue = max(longest_queue, processor.queue_length)
+    provider.shutdown()
+    assert statuses == [200] * requests
+    assert longest_queue <= 16
+    assert dropped(registry, "queue_full") > 0
+    assert processor.exported == 0
+    # Every span is accounted for: refused by the full queue, in a failed batch, or left
+    # in the queue when the bounded shutdown gave up.
+    reasons = ("queue_full", "export_failed", "shutdown")
+    assert sum(dropped(registry, reason) for reason in reasons) == requests
+
+
+async def test_memory_stays_flat_while_the_collector_is_unreachable(
+    registry: CollectorRegistry,
+) -> None:
+    provider = otlp_provider(
+        f"http://{LOOPBACK}:{free_port()}/v1/traces",
+        registry,
+        max_queue_size=32,
+        export_timeout_seconds=0.2,
+    )
+    app = app_with(registry, provider)
+
+    async def serve(count: int) -> None:
+        async with client(app) as http:
+            for number in range(count):
+                await http.get(f"/orders/{number}")
+
+    tracemalloc.start()
+    try:
+        await serve(150)
+        gc.collect()
+        after_warm_up = tracemalloc.get_traced_memory()[0]
+        await serve(1200)
+        gc.collect()
+        after_many_more = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+        provider.shutdown()
+    # 1200 retained spans would take megabytes; a bounded queue keeps the growth small.
+    assert after_many_more - after_warm_up < 512 * 1024
+    reasons = ("queue_full", "export_failed", "shutdown")
+    assert sum(dropped(registry, reason) for reason in reasons) == 1350
+
+
+async def test_exporter_errors_are_counted_not_raised(registry: CollectorRegistry) -> None:
+    class RaisingExporter:
+        def export(self, spans: object) -> object:
+            raise RuntimeError("exporter bug")
+
+        def shutdown(self) -> None:
+            return None
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return True
+
+    provider = configure_tracing(
+        SETTINGS,
+        config=TracingConfig.from_env({}),
+        exporter=RaisingExporter(),  # type: ignore[arg-type]
+        registry=registry,
+        set_global=False,
+        schedule_delay_seconds=0.05,
+    )
+    assert provider is not None
+    async with client(app_with(registry, provider)) as http:
+        assert (await http.get("/orders/1")).status_code == 200
+    provider.force_flush()
+    provider.shutdown()
+    assert dropped(registry, "export_failed") == 1
+
+
+def test_shutdown_gives_up_on_a_stuck_collector_instead_of_waiting_for_it(
+    unanswering_port: int,
+) -> None:
+    stuck = OTLPSpanExporter(endpoint=f"http://{LOOPBACK}:{unanswering_port}/v1/traces", timeout=60)
+    processor = BoundedBatchSpanProcessor(
+        stuck, max_export_batch_size=4, schedule_delay_seconds=0.01, shutdown_timeout_seconds=0.3
+    )
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    for number in range(12):
+        tracer.start_span(f"span {number}").end()
+    processor.shutdown()
+    # The export of the first batch is still waiting for its 60 s timeout: nobody waited for it.
+    assert processor._worker.is_alive()
+    assert processor.dropped["shutdown"] > 0
