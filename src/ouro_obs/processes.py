@@ -27,8 +27,11 @@ from typing import Any, Self
 
 __all__ = [
     "ManagedProcess",
+    "OTLPCollector",
     "ProcessStartError",
     "PrometheusServer",
+    "find_prometheus",
+    "find_rotel",
     "free_port",
     "http_get",
     "wait_for_http",
