@@ -13,9 +13,10 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 # Third-party dependencies get a layer of their own, keyed only on pyproject.toml, so a
 # commit that changes code alone reuses it. The list is read from pyproject.toml rather
-# than repeated here, so the image cannot drift from the package's declared needs.
+# than repeated here, so the image cannot drift from the package's declared needs. The
+# sidecar extra is included, so the same image also runs `ouro-obs sidecar`.
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; project = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(project['dependencies']))" > /tmp/requirements.txt \
+RUN python -c "import tomllib; project = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(project['dependencies'] + project['optional-dependencies']['sidecar']))" > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt "fastapi>=0.110,<1" "uvicorn>=0.30,<1"
 COPY src ./src
 RUN pip install --no-cache-dir --no-deps .

@@ -15,12 +15,18 @@ is found by matching the tree on each request.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import Scope
+
+from ouro_obs.config import ConfigError
 
 __all__ = [
     "OpenAPIRouteResolver",
@@ -158,6 +164,69 @@ class RouteTemplates:
 
 
 _PARAM = re.compile(r"\{([^{}/]+)\}")
+_SERVER_VARIABLE = re.compile(r"\{([^{}]+)\}")
+
+
+def _checked_template(template: str, where: str) -> str:
+    """``template`` if it is a usable route template, else a ConfigError saying why."""
+    if not template.startswith("/"):
+        raise ConfigError(f"{where}: route template {template!r} must start with '/'")
+    if "{" in _PARAM.sub("", template) or "}" in _PARAM.sub("", template):
+        raise ConfigError(
+            f"{where}: route template {template!r} has an unbalanced or empty '{{' '}}'; "
+            "parameters look like /users/{user_id}"
+        )
+    return template
+
+
+def _base_paths(holder: Mapping[str, Any], where: str) -> list[str]:
+    """The distinct path parts of ``holder``'s server URLs ("" when it names none)."""
+    if isinstance(holder.get("basePath"), str):  # Swagger 2
+        return [holder["basePath"].rstrip("/")]
+    servers = holder.get("servers")
+    if servers is None:
+        return [""]
+    if not isinstance(servers, list):
+        raise ConfigError(f"{where}: 'servers' must be a list of {{url: ...}} objects")
+    bases: list[str] = []
+    for index, server in enumerate(servers):
+        url = server.get("url") if isinstance(server, Mapping) else None
+        if not isinstance(url, str):
+            raise ConfigError(f"{where}: servers[{index}].url must be a string")
+        variables = server.get("variables") or {}
+
+        def default(match: re.Match[str], variables: Any = variables, index: int = index) -> str:
+            variable = variables.get(match.group(1)) if isinstance(variables, Mapping) else None
+            value = variable.get("default") if isinstance(variable, Mapping) else None
+            if not isinstance(value, str):
+                raise ConfigError(
+                    f"{where}: servers[{index}].variables.{match.group(1)}.default is missing; "
+                    "every variable in a server URL needs a default"
+                )
+            return value
+
+        path = urlsplit(_SERVER_VARIABLE.sub(default, url)).path.rstrip("/")
+        if path and not path.startswith("/"):
+            path = "/" + path
+        if path not in bases:
+            bases.append(path)
+    return bases or [""]
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    try:
+        import yaml  # noqa: PLC0415 - optional (sidecar extra); JSON documents do not need it
+    except ImportError:
+        raise ConfigError(
+            f"{source}: not JSON, and reading YAML needs PyYAML (pip install 'ouro-obs[sidecar]')"
+        ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        place = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or error
+        raise ConfigError(f"{source}{place}: not valid JSON or YAML: {problem}") from None
 
 
 class OpenAPIRouteResolver:
@@ -189,12 +258,79 @@ class OpenAPIRouteResolver:
         self._patterns = tuple((template, pattern) for _, _, template, pattern in patterns)
 
     @classmethod
-    def from_openapi(cls, document: Mapping[str, Any]) -> OpenAPIRouteResolver:
-        """Templates from an OpenAPI 3 document's ``paths`` (server base paths prefixed)."""
+    def from_openapi(
+        cls, document: Mapping[str, Any], *, server_paths: bool = True, source: str = "OpenAPI"
+    ) -> OpenAPIRouteResolver:
+        """Templates from an OpenAPI 3 (or Swagger 2) document's ``paths``.
+
+        With ``server_paths``, each path is prefixed with the path part of its servers'
+        URLs (``servers[].url`` at the root or on the path item, variables at their
+        defaults; Swagger 2's ``basePath``), since that is the path requests arrive with.
+        Errors raise :class:`~ouro_obs.config.ConfigError` naming ``source`` and the field.
+        """
+        if not isinstance(document, Mapping):
+            raise ConfigError(f"{source}: the document must be a mapping with a 'paths' object")
         paths = document.get("paths")
         if not isinstance(paths, Mapping):
-            raise ValueError("OpenAPI document has no 'paths' object")
-        return cls(str(path) for path in paths)
+            raise ConfigError(
+                f"{source}: 'paths' is missing or not a mapping; an OpenAPI document lists "
+                "its routes under paths (e.g. paths: {/users/{id}: {get: ...}})"
+            )
+        root_bases = _base_paths(document, source) if server_paths else [""]
+        templates: list[str] = []
+        for path, item in paths.items():
+            if not isinstance(path, str) or path.startswith("x-"):
+                continue  # specification extensions, not routes
+            where = f"{source}: paths.{path}"
+            bases = root_bases
+            if server_paths and isinstance(item, Mapping) and "servers" in item:
+                bases = _base_paths(item, where)
+            for base in bases:
+                templates.append(_checked_template(base + path, where))
+        if not templates:
+            raise ConfigError(f"{source}: 'paths' lists no routes")
+        return cls(templates)
+
+    @classmethod
+    def from_openapi_file(
+        cls, path: str | os.PathLike[str], *, server_paths: bool = True
+    ) -> OpenAPIRouteResolver:
+        """:meth:`from_openapi` on a JSON or YAML file (YAML needs PyYAML)."""
+        source = os.fspath(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{source}: cannot read the OpenAPI document: {error}") from None
+        document: Any
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as json_error:
+            if source.endswith(".json"):
+                raise ConfigError(
+                    f"{source}:{json_error.lineno}:{json_error.colno}: not valid JSON: "
+                    f"{json_error.msg}"
+                ) from None
+            document = _load_yaml(text, source)
+        return cls.from_openapi(document, server_paths=server_paths, source=source)
+
+    @classmethod
+    def from_routes_file(cls, path: str | os.PathLike[str]) -> OpenAPIRouteResolver:
+        """Templates from a text file: one per line, ``#`` comments and blank lines ignored."""
+        source = os.fspath(path)
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{source}: cannot read the routes file: {error}") from None
+        templates = [
+            _checked_template(line.split("#", 1)[0].strip(), f"{source}:{number}")
+            for number, line in enumerate(lines, start=1)
+            if line.split("#", 1)[0].strip()
+        ]
+        if not templates:
+            raise ConfigError(
+                f"{source}: no route templates; write one per line, e.g. /users/{{user_id}}"
+            )
+        return cls(templates)
 
     @property
     def templates(self) -> tuple[str, ...]:
