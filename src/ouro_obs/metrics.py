@@ -8,14 +8,17 @@ query exactly what the middleware emits.
 from __future__ import annotations
 
 import glob
+import math
 import os
 import struct
+import sys
 import threading
 import time
 import weakref
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from threading import get_ident
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -23,6 +26,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_client.values import MutexValue
 
 from ouro_obs.config import ConfigError, ObservabilitySettings
 
@@ -212,10 +216,55 @@ def _fast_inc(child: Any) -> Callable[[float], None]:
     return inc
 
 
+class _Cells:
+    """The raw value cells of one label set, for lock-free increments.
+
+    prometheus_client guards every increment with a lock so that any thread may
+    record. The middleware records from the event loop's thread only, so when the
+    values are plain in-process ``MutexValue`` cells (not multiprocess files) and the
+    interpreter has a GIL, HttpMetrics adds to them directly; a call from any other
+    thread takes the locked path.
+    """
+
+    __slots__ = (
+        "count",
+        "duration_buckets",
+        "duration_sum",
+        "request_buckets",
+        "request_sum",
+        "response_buckets",
+        "response_sum",
+    )
+
+    def __init__(self, count: Any, duration: Any, request_size: Any, response_size: Any) -> None:
+        self.count = count._value
+        self.duration_sum, self.duration_buckets = duration._sum, duration._buckets
+        self.request_sum, self.request_buckets = request_size._sum, request_size._buckets
+        self.response_sum, self.response_buckets = response_size._sum, response_size._buckets
+
+    @staticmethod
+    def usable(*children: Any) -> bool:
+        if not _LOCK_FREE:
+            return False
+        for child in children:
+            cells = [getattr(child, "_value", None), getattr(child, "_sum", None)]
+            cells.extend(getattr(child, "_buckets", None) or ())
+            if not any(type(cell) is MutexValue for cell in cells):
+                return False
+            if not all(cell is None or type(cell) is MutexValue for cell in cells):
+                return False
+        return True
+
+
+#: Lock-free increments need the GIL (a free-threaded build could lose updates).
+_LOCK_FREE = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
+
+
 class _Series:
     """The children of one (method, route, status) label set, resolved once."""
 
     __slots__ = (
+        "cells",
         "count",
         "duration",
         "observe_duration",
@@ -227,10 +276,14 @@ class _Series:
     def __init__(self, instruments: _Instruments, method: str, route: str, status: str):
         self.requests = instruments.requests.labels(method, route, status)
         self.duration = instruments.duration.labels(method, route)
+        request_size = instruments.request_size.labels(method, route)
+        response_size = instruments.response_size.labels(method, route)
         self.count = _fast_inc(self.requests)
         self.observe_duration = _fast_observe(self.duration)
-        self.observe_request_size = _fast_observe(instruments.request_size.labels(method, route))
-        self.observe_response_size = _fast_observe(instruments.response_size.labels(method, route))
+        self.observe_request_size = _fast_observe(request_size)
+        self.observe_response_size = _fast_observe(response_size)
+        children = (self.requests, self.duration, request_size, response_size)
+        self.cells = _Cells(*children) if _Cells.usable(*children) else None
 
 
 class HttpMetrics:
@@ -256,6 +309,11 @@ class HttpMetrics:
         self._route_label_sets: set[tuple[str, str]] = set()
         self._in_progress: dict[str, Callable[[float], None]] = {}
         self._lock = threading.Lock()
+        self._duration_bounds = [*settings.duration_buckets, math.inf]
+        self._size_bounds = [*settings.size_buckets, math.inf]
+        #: The thread allowed lock-free increments: the first one to build a series,
+        #: in practice the event loop's.
+        self._owner_thread: int | None = None
 
     def started(self, method: str) -> None:
         add = self._in_progress.get(method)
@@ -283,6 +341,16 @@ class HttpMetrics:
         series = self._series.get(key)
         if series is None:
             series = self._admit(key)
+        cells = series.cells
+        if cells is not None and trace_id is None and get_ident() == self._owner_thread:
+            cells.count._value += 1
+            cells.duration_sum._value += duration_seconds
+            cells.duration_buckets[bisect_left(self._duration_bounds, duration_seconds)]._value += 1
+            cells.request_sum._value += request_bytes
+            cells.request_buckets[bisect_left(self._size_bounds, request_bytes)]._value += 1
+            cells.response_sum._value += response_bytes
+            cells.response_buckets[bisect_left(self._size_bounds, response_bytes)]._value += 1
+            return
         if trace_id is not None and self._exemplars:
             exemplar = {"trace_id": trace_id}
             series.requests.inc(1, exemplar)
@@ -304,6 +372,8 @@ class HttpMetrics:
             if over_histograms or len(self._series) >= self._cap:
                 return self._overflow(key, histograms=over_histograms)
             series = _Series(self._instruments, method, route, status)
+            if self._owner_thread is None:
+                self._owner_thread = get_ident()
             self._series[key] = series
             self._route_label_sets.add((method, route))
             return series

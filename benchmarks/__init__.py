@@ -1,0 +1,1 @@
+"""Benchmarks: ouro-obs against a bare app and peer packages (``python -m benchmarks.overhead``)."""
