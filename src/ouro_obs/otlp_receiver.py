@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Self
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -23,6 +22,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from ouro_obs.lifecycle import StartStop
 
 __all__ = ["OTLPReceiver", "ReceivedSpan"]
 
@@ -127,7 +128,7 @@ class _Server(ThreadingHTTPServer):
         self.receive = on_request
 
 
-class OTLPReceiver:
+class OTLPReceiver(StartStop):
     """Receive OTLP/HTTP trace exports on ``http://127.0.0.1:<port>/v1/traces``.
 
     ``endpoint`` is the base URL for ``OTEL_EXPORTER_OTLP_ENDPOINT``; ``traces_url``
@@ -169,17 +170,6 @@ class OTLPReceiver:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
             self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _receive(self, request: ExportTraceServiceRequest) -> None:
         spans = []

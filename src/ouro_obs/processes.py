@@ -22,8 +22,9 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
+
+from ouro_obs.lifecycle import StartStop
 
 __all__ = [
     "ManagedProcess",
@@ -83,7 +84,7 @@ def wait_for_http(
 
 
 @dataclass
-class ManagedProcess:
+class ManagedProcess(StartStop):
     """A child process in its own process group, stopped by its own PID on exit.
 
     Output goes to ``log_path`` so a failing start can show what the program said.
@@ -153,17 +154,6 @@ class ManagedProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 def find_prometheus() -> tuple[str, str] | None:
     """Paths of the ``prometheus`` and ``promtool`` binaries, or None when absent."""
@@ -175,7 +165,7 @@ def find_prometheus() -> tuple[str, str] | None:
 
 
 @dataclass
-class PrometheusServer:
+class PrometheusServer(StartStop):
     """A real Prometheus server on loopback scraping ``targets`` and loading ``rule_files``.
 
     ``targets`` maps a job name to ``host:port`` addresses.  ``scrape_interval``
@@ -241,17 +231,6 @@ class PrometheusServer:
         if self._process is not None:
             self._process.stop()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def api(self, endpoint: str, **params: str) -> Any:
         """Call ``/api/v1/<endpoint>`` and return its ``data``; raises on an error status."""
         query = urllib.parse.urlencode(params)
@@ -297,7 +276,7 @@ def find_rotel() -> str | None:
 
 
 @dataclass
-class OTLPCollector:
+class OTLPCollector(StartStop):
     """A real OTLP collector (rotel) on loopback, receiving OTLP/HTTP on ``endpoint``.
 
     It forwards what it receives over OTLP/HTTP to ``forward_to`` (a base URL); without
@@ -393,17 +372,6 @@ class OTLPCollector:
             self._process.stop()
         if self._receiver is not None:
             self._receiver.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _received(self) -> Any:
         if self._receiver is None:
