@@ -15,7 +15,6 @@ import concurrent.futures
 import json
 import math
 import re
-import sys
 import threading
 import time
 import urllib.error
@@ -30,13 +29,14 @@ from typing import Any, Self
 import pytest
 import yaml
 
-from ouro_obs.processes import ManagedProcess, PrometheusServer, free_port
+from ouro_obs.processes import PrometheusServer, free_port
 from ouro_obs.slo.commands import generated_files, rule_file_path
 from ouro_obs.slo.dashboards import ALL_VALUE, dashboard_paths
 from ouro_obs.slo.rules import alert_names
 from ouro_obs.slo.spec import ServiceSpec, load_spec
 from tests.dashboards.support import EXAMPLE_SPEC, targets
-from tests.support.tools import REPO_ROOT, require_tool
+from tests.support.shop import shop_process
+from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -48,11 +48,6 @@ INTERVAL = "15s"
 NAMESPACE = "shop"
 JOB = "shop"
 READY_TIMEOUT_SECONDS = 90.0
-QUIET_ENV = {
-    "OTEL_SDK_DISABLED": "true",
-    "OTEL_TRACES_EXPORTER": "none",
-    "OURO_OBS_ACCESS_LOG": "false",
-}
 JSON_BODY = json.dumps({"sku": "teapot", "quantity": 2}).encode()
 #: One round of traffic: every routing case, errors (500 from HTTPException and from an
 #: exception), a 404, an unmatched path, and slow requests on the latency SLO's routes.
@@ -214,20 +209,10 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveShop]:
     rule_path.write_text(rules_evaluated_every_second(files[rule_file_path(spec)]))
     dashboards = {kind: json.loads(files[path]) for kind, path in dashboard_paths(spec).items()}
     app_port, metrics_port = free_port(), free_port()
-    app = ManagedProcess(
-        argv=[
-            sys.executable, "-m", "uvicorn", "shop.app:app",
-            "--app-dir", str(REPO_ROOT / "examples"),
-            "--host", "127.0.0.1", "--port", str(app_port),
-            "--no-access-log", "--log-level", "warning",
-        ],
-        ready_url=f"http://127.0.0.1:{app_port}/health/live",
-        env={
-            **QUIET_ENV,
-            "OURO_OBS_METRICS_PORT": str(metrics_port),
-            "OURO_OBS_METRICS_HOST": "127.0.0.1",
-        },
-    )  # fmt: skip
+    app = shop_process(
+        app_port,
+        env={"OURO_OBS_METRICS_PORT": str(metrics_port), "OURO_OBS_METRICS_HOST": "127.0.0.1"},
+    )
     prometheus = PrometheusServer(
         targets={JOB: [f"127.0.0.1:{metrics_port}"]},
         rule_files=[rule_path],

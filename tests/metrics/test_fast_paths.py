@@ -10,6 +10,16 @@ from ouro_obs.config import DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS, Obse
 from ouro_obs.metrics import HttpMetrics
 
 
+def buckets(registry: CollectorRegistry, sample_name: str) -> dict[str, float]:
+    """Cumulative bucket counts of ``sample_name`` by ``le``."""
+    return {
+        sample.labels["le"]: sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == sample_name
+    }
+
+
 def test_fast_histogram_observation_lands_in_the_same_buckets_as_observe() -> None:
     values = [0.0, 0.001, *DEFAULT_DURATION_BUCKETS, 0.0051, 0.3, 9.999, 10.0001, 120.0]
     ours = CollectorRegistry()
@@ -28,15 +38,9 @@ def test_fast_histogram_observation_lands_in_the_same_buckets_as_observe() -> No
         metrics.ended("GET")
         reference.labels("GET", "/r").observe(value)
 
-    def buckets(registry: CollectorRegistry) -> dict[str, float]:
-        return {
-            sample.labels["le"]: sample.value
-            for metric in registry.collect()
-            for sample in metric.samples
-            if sample.name == "http_request_duration_seconds_bucket"
-        }
-
-    assert buckets(ours) == buckets(reference_registry)
+    assert buckets(ours, "http_request_duration_seconds_bucket") == buckets(
+        reference_registry, "http_request_duration_seconds_bucket"
+    )
     assert ours.get_sample_value(
         "http_request_duration_seconds_sum", {"method": "GET", "route": "/r"}
     ) == sum(values)
@@ -73,14 +77,8 @@ def test_size_histograms_and_a_second_thread_record_exactly_what_the_public_api_
     for size in [0, *sizes, *sizes]:
         reference.labels("GET", "/r").observe(size)
 
-    def buckets(registry: CollectorRegistry) -> dict[str, float]:
-        return {
-            sample.labels["le"]: sample.value
-            for metric in registry.collect()
-            for sample in metric.samples
-            if sample.name == "http_request_size_bytes_bucket"
-        }
-
-    assert buckets(ours) == buckets(reference_registry)
+    assert buckets(ours, "http_request_size_bytes_bucket") == buckets(
+        reference_registry, "http_request_size_bytes_bucket"
+    )
     labels = {"method": "GET", "route": "/r", "status": "200"}
     assert ours.get_sample_value("http_requests_total", labels) == 1 + 2 * len(sizes)

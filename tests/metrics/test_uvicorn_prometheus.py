@@ -12,25 +12,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ouro_obs.processes import ManagedProcess, PrometheusServer, free_port, http_get
-from tests.support.tools import REPO_ROOT, require_tool
+from ouro_obs.processes import PrometheusServer, free_port, http_get
+from tests.support.shop import shop_process
+from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.integration
-
-QUIET_ENV = {"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "none"}
-
-
-def start_shop(port: int, workers: int = 1, env: dict[str, str] | None = None) -> ManagedProcess:
-    return ManagedProcess(
-        argv=[
-            sys.executable, "-m", "uvicorn", "shop.app:app",
-            "--app-dir", str(REPO_ROOT / "examples"),
-            "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(workers), "--no-access-log", "--log-level", "warning",
-        ],
-        ready_url=f"http://127.0.0.1:{port}/health/live",
-        env={**QUIET_ENV, **(env or {})},
-    )  # fmt: skip
 
 
 def get(url: str) -> int:
@@ -64,7 +50,7 @@ def test_two_uvicorn_workers_aggregate_their_metrics_in_multiprocess_mode(tmp_pa
     multiproc = tmp_path / "multiproc"
     multiproc.mkdir()
     port = free_port()
-    with start_shop(port, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(multiproc)}):
+    with shop_process(port, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(multiproc)}):
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
             statuses = list(
                 pool.map(get, [f"http://127.0.0.1:{port}/items/{i % 3 + 1}" for i in range(300)])
@@ -134,7 +120,7 @@ def test_child_exit_drops_a_dead_workers_in_flight_gauge(tmp_path: Path) -> None
 def test_prometheus_scrapes_the_example_service_and_sees_route_templates(tmp_path: Path) -> None:
     prometheus = require_tool("prometheus")
     port = free_port()
-    with start_shop(port):
+    with shop_process(port):
         base = f"http://127.0.0.1:{port}"
         with PrometheusServer(
             targets={"shop": [f"127.0.0.1:{port}"]}, workdir=tmp_path, binary=prometheus

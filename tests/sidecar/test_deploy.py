@@ -26,6 +26,7 @@ from ouro_obs.cli import build_parser
 from ouro_obs.processes import ManagedProcess, free_port
 from ouro_obs.routes import OpenAPIRouteResolver
 from ouro_obs.sidecar_cli import config_from_args
+from tests.deploy.manifests import kustomize
 from tests.sidecar.servers import running_sidecar, wait_for_sample
 from tests.support.tools import REPO_ROOT, require_tool, shared_schema
 
@@ -41,16 +42,7 @@ Manifest = dict[str, Any]
 
 @cache
 def rendered() -> tuple[Manifest, ...]:
-    kubectl = require_tool("kubectl")
-    result = subprocess.run(
-        [kubectl, "kustomize", str(SIDECAR_DIR)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+    return tuple(kustomize(SIDECAR_DIR))
 
 
 @pytest.fixture

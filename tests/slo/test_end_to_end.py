@@ -10,7 +10,6 @@ at the edge of the data, a fraction of one scrape interval out of the whole run.
 from __future__ import annotations
 
 import concurrent.futures
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ouro_obs.processes import ManagedProcess, PrometheusServer, free_port
+from ouro_obs.processes import PrometheusServer, free_port
+from tests.support.shop import shop_process
 from tests.support.tools import REPO_ROOT, require_tool
 
 pytestmark = pytest.mark.integration
@@ -59,16 +59,7 @@ def test_sli_recording_rules_measure_a_twenty_percent_error_rate(tmp_path: Path)
     prometheus = require_tool("prometheus")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    app = ManagedProcess(
-        argv=[
-            sys.executable, "-m", "uvicorn", "shop.app:app",
-            "--app-dir", str(REPO_ROOT / "examples"),
-            "--host", "127.0.0.1", "--port", str(port),
-            "--no-access-log", "--log-level", "warning",
-        ],
-        ready_url=f"{base}/health/live",
-        env={"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "none"},
-    )  # fmt: skip
+    app = shop_process(port)
     with app:
         # One request of each kind first, so every series exists at the first scrape
         # and rate() sees all the counted requests as increases.
