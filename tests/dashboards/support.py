@@ -13,7 +13,7 @@ from jsonschema import Draft7Validator
 from ouro_obs.slo.dashboards import dashboard_artifacts, dashboard_paths
 from ouro_obs.slo.grafana_model import iter_panels
 from ouro_obs.slo.spec import ServiceSpec, load_spec
-from tests.support.tools import REPO_ROOT, shared_schema
+from tests.support.tools import REPO_ROOT, schema_path
 
 __all__ = [
     "EXAMPLE_SPEC",
@@ -59,7 +59,7 @@ def targets(dashboard: Dashboard) -> Iterator[tuple[dict[str, Any], dict[str, An
 
 @cache
 def _validator() -> Draft7Validator:
-    schema = json.loads(shared_schema("grafana/dashboard.jsonschema.json").read_text())
+    schema = json.loads(schema_path("grafana/dashboard.jsonschema.json").read_text())
     Draft7Validator.check_schema(schema)
     return Draft7Validator(schema)
 

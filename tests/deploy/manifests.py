@@ -19,7 +19,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from tests.support.tools import REPO_ROOT, missing, require_tool, shared_schema
+from tests.support.tools import REPO_ROOT, missing, require_tool, schema_path
 
 __all__ = [
     "CHART_DIR",
@@ -192,7 +192,7 @@ def helm_lint(values: Mapping[str, Any] | None = None) -> list[str]:
 
 @cache
 def _crd_schema(relative: str) -> Any:
-    return json.loads(shared_schema(relative).read_text())
+    return json.loads(schema_path(relative).read_text())
 
 
 def schema_errors(manifest: Manifest) -> list[str]:

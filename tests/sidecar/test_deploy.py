@@ -28,7 +28,7 @@ from ouro_obs.routes import OpenAPIRouteResolver
 from ouro_obs.sidecar_cli import config_from_args
 from tests.deploy.manifests import kustomize
 from tests.sidecar.servers import running_sidecar, wait_for_sample
-from tests.support.tools import REPO_ROOT, require_tool, shared_schema
+from tests.support.tools import REPO_ROOT, require_tool, schema_path
 
 SIDECAR_DIR = REPO_ROOT / "deploy" / "sidecar"
 KUBERNETES_VERSION = "1.35"
@@ -63,7 +63,7 @@ def containers(objects: tuple[Manifest, ...]) -> dict[str, Manifest]:
 def schema_errors(manifest: Manifest) -> list[str]:
     crd = CRD_SCHEMAS.get(manifest["kind"])
     if crd is not None:
-        schema = json.loads(shared_schema(crd).read_text())
+        schema = json.loads(schema_path(crd).read_text())
         return [error.message for error in jsonschema.Draft7Validator(schema).iter_errors(manifest)]
     try:
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)

@@ -14,7 +14,7 @@ import yaml
 from ouro_obs.slo.commands import rule_file_path
 from ouro_obs.slo.spec import load_spec
 from tests.slo.support import EXAMPLE_SPEC, GOLDEN_NAMES, golden_input, golden_output
-from tests.support.tools import REPO_ROOT, require_tool, shared_schema
+from tests.support.tools import REPO_ROOT, require_tool, schema_path
 
 #: (label, directory holding deploy/generated, spec) for every golden output and the example.
 TARGETS = [
@@ -36,7 +36,7 @@ def _load(path: Path) -> Any:
 
 
 def _schema_errors(schema_name: str, document: Any) -> list[str]:
-    schema = json.loads(shared_schema(f"crds/{schema_name}").read_text())
+    schema = json.loads(schema_path(f"crds/{schema_name}").read_text())
     validator = jsonschema.Draft7Validator(schema)
     return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
 

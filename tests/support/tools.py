@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DIR = REPO_ROOT.parent / "shared"
+#: Public JSON Schemas copied into the repository, with their provenance in README.md.
+SCHEMAS_DIR = REPO_ROOT / "tests" / "schemas"
 
 
 def in_ci() -> bool:
@@ -44,9 +45,9 @@ def require_tool(name: str) -> str:
     return found
 
 
-def shared_schema(relative: str) -> Path:
-    """A file under ../shared/schemas, or a skip/fail when shared/ is not beside the repo."""
-    path = SHARED_DIR / "schemas" / relative
-    if not path.exists():
-        missing(f"{path} is missing")
+def schema_path(relative: str) -> Path:
+    """A JSON Schema committed under tests/schemas (e.g. ``crds/prometheusrule_v1.json``)."""
+    path = SCHEMAS_DIR / relative
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; tests/schemas/README.md lists the files")
     return path

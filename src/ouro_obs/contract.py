@@ -1,0 +1,89 @@
+"""The metric contract the runtime emits and the SLO generator reads (DESIGN.md).
+
+Names, label names, methods and default buckets live here and only here. This module
+imports nothing outside the standard library, so ``ouro_obs.slo`` can read it without
+loading Starlette, OpenTelemetry or prometheus_client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "DEFAULT_DURATION_BUCKETS",
+    "DEFAULT_SIZE_BUCKETS",
+    "METHOD_LABEL",
+    "OTHER_METHOD",
+    "ROUTE_LABEL",
+    "STANDARD_METHODS",
+    "STATUS_LABEL",
+    "MetricNames",
+    "normalize_method",
+]
+
+#: OpenTelemetry's advice for ``http.server.request.duration`` (seconds).
+DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+
+#: Body sizes in bytes: 100 B to 10 MB, roughly x4 apart.
+DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (
+    100.0, 1_000.0, 4_000.0, 16_000.0, 64_000.0, 256_000.0, 1_000_000.0, 4_000_000.0, 10_000_000.0,
+)  # fmt: skip
+
+#: Methods kept as label values; any other becomes ``_OTHER`` (OTel semantic conventions).
+STANDARD_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+OTHER_METHOD = "_OTHER"
+
+METHOD_LABEL = "method"
+ROUTE_LABEL = "route"
+STATUS_LABEL = "status"
+
+
+def normalize_method(method: str) -> str:
+    """``method`` when it is a standard one, else ``_OTHER`` (bounded label values)."""
+    return method if method in STANDARD_METHODS else OTHER_METHOD
+
+
+@dataclass(frozen=True, slots=True)
+class MetricNames:
+    """The exposed metric names, with an optional namespace prefix."""
+
+    namespace: str = ""
+
+    def _name(self, base: str) -> str:
+        return f"{self.namespace}_{base}" if self.namespace else base
+
+    @property
+    def requests_total(self) -> str:
+        return self._name("http_requests_total")
+
+    @property
+    def request_duration(self) -> str:
+        return self._name("http_request_duration_seconds")
+
+    @property
+    def requests_in_progress(self) -> str:
+        return self._name("http_requests_in_progress")
+
+    @property
+    def request_size(self) -> str:
+        return self._name("http_request_size_bytes")
+
+    @property
+    def response_size(self) -> str:
+        return self._name("http_response_size_bytes")
+
+    @property
+    def websocket_connections_total(self) -> str:
+        return self._name("websocket_connections_total")
+
+    @property
+    def label_overflow_total(self) -> str:
+        return self._name("ouro_obs_label_overflow_total")
+
+    @property
+    def instrumentation_errors_total(self) -> str:
+        return self._name("ouro_obs_instrumentation_errors_total")
