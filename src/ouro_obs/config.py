@@ -1,33 +1,45 @@
 """One frozen settings object for the middleware, built explicitly or from the environment.
 
-Environment variables are read in exactly one place, :meth:`ObservabilitySettings.from_env`,
-which the application calls at its edge (``main``/factory), never inside a request.
+This is the only runtime module that reads environment variables: the ``OURO_OBS_*`` ones in
+:meth:`ObservabilitySettings.from_env`, which the application calls at its edge
+(``main``/factory), never inside a request; and ``PROMETHEUS_MULTIPROC_DIR``, resolved when a
+settings object is built (see :func:`multiprocess_dir_from_environment`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ouro_obs.contract import DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS
+
 __all__ = [
-    "DEFAULT_DURATION_BUCKETS",
-    "DEFAULT_SIZE_BUCKETS",
+    "ENV_VARIABLES",
+    "LABEL_SOURCES",
+    "MULTIPROCESS_DIR_VARIABLE",
     "ConfigError",
     "ObservabilitySettings",
+    "RequestLabel",
+    "multiprocess_dir_from_environment",
 ]
 
-#: OpenTelemetry's advice for ``http.server.request.duration`` (seconds).
-DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-)  # fmt: skip
+#: prometheus_client's own switch to multiprocess mode (one directory shared by the workers).
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
-#: Body sizes in bytes: 100 B to 10 MB, roughly x4 apart.
-DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (
-    100.0, 1_000.0, 4_000.0, 16_000.0, 64_000.0, 256_000.0, 1_000_000.0, 4_000_000.0, 10_000_000.0,
-)  # fmt: skip
+
+def multiprocess_dir_from_environment() -> str | None:
+    """``PROMETHEUS_MULTIPROC_DIR`` from the process environment; None when unset or empty.
+
+    prometheus_client picks its value class from this variable of the process environment
+    when it is imported, not from any mapping given to :meth:`ObservabilitySettings.from_env`;
+    the settings read the same place so that their ``multiprocess_dir`` agrees with the mode
+    the instruments really are in.
+    """
+    return os.environ.get(MULTIPROCESS_DIR_VARIABLE) or None
 
 
 #: Level names ``log_level`` accepts, lowest first.
@@ -37,12 +49,79 @@ LOG_FORMATS: tuple[str, ...] = ("auto", "json", "console")
 MIN_LOG_FIELD_LENGTH = 64
 
 
+class _DefaultMetricsPath(str):
+    """``metrics_path`` left at its default, told apart from an explicit ``"/metrics"``."""
+
+    __slots__ = ()
+
+
+_DEFAULT_METRICS_PATH = _DefaultMetricsPath("/metrics")
+
+
 class ConfigError(ValueError):
     """A setting has a value the middleware cannot use; the message names it and the fix."""
 
 
 def _frozen(paths: Any) -> frozenset[str]:
     return frozenset(paths)
+
+
+#: Where a :class:`RequestLabel` reads its value (``kind:key``), besides a callable.
+LABEL_SOURCES: tuple[str, ...] = ("header", "path_param", "scope", "state", "response_header")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+#: Label names ouro-obs writes itself, and Prometheus' own.
+_RESERVED_LABELS = frozenset({"method", "route", "status", "le", "quantile", "metric", "stage"})
+
+
+def _check_label_name(name: str, where: str) -> None:
+    if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+        raise ConfigError(
+            f"{where}: {name!r} is not a usable label name; use letters, digits and '_' "
+            "(not starting with a digit or '__')"
+        )
+    if name in _RESERVED_LABELS:
+        raise ConfigError(f"{where}: {name!r} is a label ouro-obs writes itself; pick another")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLabel:
+    """A metric label whose value each request supplies, with a bound on its values.
+
+    ``source`` is ``"header:x-tenant"``, ``"path_param:tenant"``, ``"scope:key"``,
+    ``"state:key"`` (what the app put on ``request.state``), ``"response_header:x-cache"``,
+    or a callable taking the finished request's ASGI scope and returning the value (None:
+    missing). A value outside ``allowed``, or a new value once ``max_values`` distinct values
+    were seen, is recorded as the overflow label and counted. One of the two is required.
+    """
+
+    name: str
+    source: str | Callable[[Any], object]
+    allowed: frozenset[str] | None = None
+    max_values: int | None = None
+    #: The value when the request has none (no such header, parameter, ...).
+    missing: str = ""
+
+    def __post_init__(self) -> None:
+        where = f"request label {self.name!r}"
+        _check_label_name(self.name, "request_labels")
+        if isinstance(self.source, str):
+            kind, _, key = self.source.partition(":")
+            if kind not in LABEL_SOURCES or not key:
+                raise ConfigError(
+                    f"{where}: source {self.source!r} must be kind:key with kind one of "
+                    f"{', '.join(LABEL_SOURCES)} (e.g. header:x-tenant), or a callable"
+                )
+        elif not callable(self.source):
+            raise ConfigError(f"{where}: source must be a 'kind:key' string or a callable")
+        if self.allowed is None and self.max_values is None:
+            raise ConfigError(
+                f"{where}: give allowed=... (the values to keep) or max_values=N (a cap); "
+                "an unbounded label can create a series per value"
+            )
+        if self.max_values is not None and self.max_values < 1:
+            raise ConfigError(f"{where}: max_values={self.max_values} must be at least 1")
+        if self.allowed is not None:
+            object.__setattr__(self, "allowed", _frozen(self.allowed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +137,9 @@ class ObservabilitySettings:
     #: Prepended to every metric name with ``_`` (``shop`` -> ``shop_http_requests_total``).
     metrics_namespace: str = ""
     #: Path serving /metrics on the app's own port; ``None`` serves it nowhere on that port.
-    metrics_path: str | None = "/metrics"
+    #: Left at its default, a ``metrics_port`` takes it off the app port (see
+    #: :attr:`app_metrics_path`); set explicitly, it is served on both.
+    metrics_path: str | None = _DEFAULT_METRICS_PATH
     #: A separate port for /metrics (``0`` or ``None``: none), so scrapes bypass the Ingress.
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
@@ -67,6 +148,18 @@ class ObservabilitySettings:
     readiness_timeout_seconds: float = 2.0
     #: Paths that are not measured or access-logged; ``None`` means the metrics and health paths.
     excluded_paths: frozenset[str] | None = None
+    #: Path prefixes not measured (``/admin`` excludes ``/admin`` and ``/admin/stats``).
+    excluded_path_prefixes: tuple[str, ...] = ()
+    #: Regular expressions; a path that one matches in full is not measured.
+    excluded_path_patterns: tuple[str, ...] = ()
+    #: Request methods not measured (``OPTIONS``); upper case.
+    excluded_methods: frozenset[str] = field(default_factory=frozenset)
+    #: Record the ``status`` label as its class (``2xx``, ``5xx``) instead of the code.
+    status_class_label: bool = False
+    #: Labels with one value on every HTTP series (``{"version": "1.4.2"}``); stored sorted.
+    static_labels: Mapping[str, str] | tuple[tuple[str, str], ...] = ()
+    #: Labels each request supplies (:class:`RequestLabel`), each bounded.
+    request_labels: tuple[RequestLabel, ...] = ()
     duration_buckets: tuple[float, ...] = DEFAULT_DURATION_BUCKETS
     size_buckets: tuple[float, ...] = DEFAULT_SIZE_BUCKETS
     #: Hard cap on distinct label sets per metric; the excess goes to ``overflow_label``.
@@ -75,6 +168,8 @@ class ObservabilitySettings:
     overflow_label: str = "<overflow>"
     #: Record exemplars (trace_id) on the duration histogram and request counter.
     exemplars: bool = True
+    #: Expose the ``<name>_created`` series of counters and histograms on ``/metrics``.
+    created_series: bool = False
     #: Write one structured access log line per request.
     access_log: bool = True
     request_id_header: str = "x-request-id"
@@ -83,6 +178,9 @@ class ObservabilitySettings:
     redact_query_params: frozenset[str] = field(default_factory=frozenset)
     #: Create one SERVER span per request when a tracer provider is configured.
     tracing: bool = True
+    #: Seconds the end of the app's lifespan waits for queued spans to be exported; what
+    #: is still undelivered then is counted in ``ouro_obs_spans_dropped_total{reason="shutdown"}``.
+    span_flush_timeout_seconds: float = 5.0
     #: Trust a well-formed incoming request id header (else every request gets a new id).
     accept_request_id: bool = True
     #: Minimum level written by ``configure_logging`` (debug, info, warning, error, critical).
@@ -91,8 +189,15 @@ class ObservabilitySettings:
     log_format: str = "auto"
     #: Longest string value written to a log line; longer ones are cut and marked.
     log_max_field_length: int = 2048
+    #: prometheus_client's multiprocess directory (``PROMETHEUS_MULTIPROC_DIR``, read from the
+    #: process environment when the settings are built); None: single-process metrics.
+    multiprocess_dir: str | None = field(default_factory=multiprocess_dir_from_environment)
 
     def __post_init__(self) -> None:
+        if not self.span_flush_timeout_seconds >= 0:
+            raise ConfigError(
+                f"span_flush_timeout_seconds={self.span_flush_timeout_seconds} must be 0 or more"
+            )
         for name in ("metrics_path", "health_live_path", "health_ready_path"):
             value = getattr(self, name)
             if value is not None and not value.startswith("/"):
@@ -109,6 +214,54 @@ class ObservabilitySettings:
         object.__setattr__(self, "redact_query_params", _frozen(self.redact_query_params))
         if self.excluded_paths is not None:
             object.__setattr__(self, "excluded_paths", _frozen(self.excluded_paths))
+        self._check_exclusions()
+        self._check_labels()
+        if not self.multiprocess_dir:
+            object.__setattr__(self, "multiprocess_dir", None)
+
+    def _check_exclusions(self) -> None:
+        prefixes = tuple(self.excluded_path_prefixes)
+        for prefix in prefixes:
+            if not prefix.startswith("/"):
+                raise ConfigError(f"excluded_path_prefixes: {prefix!r} must start with '/'")
+        object.__setattr__(self, "excluded_path_prefixes", prefixes)
+        patterns = tuple(self.excluded_path_patterns)
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ConfigError(
+                    f"excluded_path_patterns: {pattern!r} is not a regular expression: {error}"
+                ) from None
+        object.__setattr__(self, "excluded_path_patterns", patterns)
+        methods = _frozen(method.strip().upper() for method in self.excluded_methods)
+        object.__setattr__(self, "excluded_methods", methods)
+
+    def _check_labels(self) -> None:
+        items = self.static_labels
+        pairs = tuple(sorted(items.items() if isinstance(items, Mapping) else items))
+        object.__setattr__(self, "static_labels", pairs)
+        object.__setattr__(self, "request_labels", tuple(self.request_labels))
+        names = [name for name, _ in pairs] + [label.name for label in self.request_labels]
+        for name, _ in pairs:
+            _check_label_name(name, "static_labels")
+        for label in self.request_labels:
+            if not isinstance(label, RequestLabel):
+                raise ConfigError(f"request_labels: {label!r} is not a RequestLabel")
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ConfigError(f"label(s) {', '.join(duplicates)} declared more than once")
+
+    @property
+    def extra_label_names(self) -> tuple[str, ...]:
+        """The static labels' names, then the request labels', as every HTTP series has them."""
+        static = tuple(name for name, _ in self.static_label_pairs)
+        return static + tuple(label.name for label in self.request_labels)
+
+    @property
+    def static_label_pairs(self) -> tuple[tuple[str, str], ...]:
+        items = self.static_labels
+        return tuple(sorted(items.items())) if isinstance(items, Mapping) else tuple(items)
 
     def _check_logging(self) -> None:
         object.__setattr__(self, "log_level", self.log_level.strip().lower())
@@ -126,6 +279,15 @@ class ObservabilitySettings:
                 f"log_max_field_length={self.log_max_field_length} is too short to be useful; "
                 f"use at least {MIN_LOG_FIELD_LENGTH}"
             )
+
+    @property
+    def app_metrics_path(self) -> str | None:
+        """Where the app's own port serves metrics: ``metrics_path``, except that a
+        ``metrics_port`` of its own takes them off the app port unless ``metrics_path``
+        was set explicitly (the app port is the one the Ingress reaches)."""
+        if self.metrics_port and type(self.metrics_path) is _DefaultMetricsPath:
+            return None
+        return self.metrics_path
 
     @property
     def effective_excluded_paths(self) -> frozenset[str]:
@@ -190,6 +352,48 @@ def _csv(raw: str) -> frozenset[str]:
     return frozenset(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _csv_tuple(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _words(raw: str) -> tuple[str, ...]:
+    """Whitespace-separated items (regular expressions may hold commas)."""
+    return tuple(raw.split())
+
+
+def _static_labels(raw: str) -> tuple[tuple[str, str], ...]:
+    """``version=1.4.2,track=canary``."""
+    pairs: list[tuple[str, str]] = []
+    for item in _csv_tuple(raw):
+        name, equals, value = item.partition("=")
+        if not equals:
+            raise ValueError(f"{item!r} is not name=value")
+        pairs.append((name.strip(), value.strip()))
+    return tuple(pairs)
+
+
+def _request_labels(raw: str) -> tuple[RequestLabel, ...]:
+    """``tenant=header:x-tenant;max_values=50,cache=response_header:x-cache;allowed=hit|miss``."""
+    labels: list[RequestLabel] = []
+    for item in _csv_tuple(raw):
+        declaration, *options = (part.strip() for part in item.split(";"))
+        name, equals, source = declaration.partition("=")
+        if not equals:
+            raise ValueError(f"{item!r} is not name=kind:key[;allowed=a|b][;max_values=N]")
+        allowed: frozenset[str] | None = None
+        max_values: int | None = None
+        for option in options:
+            key, _, value = option.partition("=")
+            if key == "allowed":
+                allowed = frozenset(value.split("|"))
+            elif key == "max_values":
+                max_values = int(value)
+            else:
+                raise ValueError(f"{option!r}: the options are allowed=a|b and max_values=N")
+        labels.append(RequestLabel(name.strip(), source.strip(), allowed, max_values))
+    return tuple(labels)
+
+
 def _floats(raw: str) -> tuple[float, ...]:
     return tuple(float(part) for part in raw.split(",") if part.strip())
 
@@ -208,14 +412,22 @@ ENV_VARIABLES: dict[str, tuple[str, Any]] = {
     "OURO_OBS_HEALTH_READY_PATH": ("health_ready_path", str),
     "OURO_OBS_READINESS_TIMEOUT_SECONDS": ("readiness_timeout_seconds", float),
     "OURO_OBS_EXCLUDED_PATHS": ("excluded_paths", _csv),
+    "OURO_OBS_EXCLUDED_PATH_PREFIXES": ("excluded_path_prefixes", _csv_tuple),
+    "OURO_OBS_EXCLUDED_PATH_PATTERNS": ("excluded_path_patterns", _words),
+    "OURO_OBS_EXCLUDED_METHODS": ("excluded_methods", _csv),
+    "OURO_OBS_STATUS_CLASS_LABEL": ("status_class_label", _bool),
+    "OURO_OBS_STATIC_LABELS": ("static_labels", _static_labels),
+    "OURO_OBS_REQUEST_LABELS": ("request_labels", _request_labels),
     "OURO_OBS_DURATION_BUCKETS": ("duration_buckets", _floats),
     "OURO_OBS_MAX_LABEL_SETS": ("max_label_sets", int),
     "OURO_OBS_EXEMPLARS": ("exemplars", _bool),
+    "OURO_OBS_CREATED_SERIES": ("created_series", _bool),
     "OURO_OBS_ACCESS_LOG": ("access_log", _bool),
     "OURO_OBS_REQUEST_ID_HEADER": ("request_id_header", str),
     "OURO_OBS_REDACT_HEADERS": ("redact_headers", _csv),
     "OURO_OBS_REDACT_QUERY_PARAMS": ("redact_query_params", _csv),
     "OURO_OBS_TRACING": ("tracing", _bool),
+    "OURO_OBS_SPAN_FLUSH_TIMEOUT_SECONDS": ("span_flush_timeout_seconds", float),
     "OURO_OBS_ACCEPT_REQUEST_ID": ("accept_request_id", _bool),
     "OURO_OBS_LOG_LEVEL": ("log_level", str),
     "OURO_OBS_LOG_FORMAT": ("log_format", str),

@@ -17,6 +17,7 @@ __all__ = [
     "ROUTE_LABEL",
     "STANDARD_METHODS",
     "STATUS_LABEL",
+    "WEBSOCKET_DURATION_BUCKETS",
     "MetricNames",
     "normalize_method",
 ]
@@ -29,6 +30,11 @@ DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
 #: Body sizes in bytes: 100 B to 10 MB, roughly x4 apart.
 DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (
     100.0, 1_000.0, 4_000.0, 16_000.0, 64_000.0, 256_000.0, 1_000_000.0, 4_000_000.0, 10_000_000.0,
+)  # fmt: skip
+
+#: WebSocket connection lifetimes in seconds: a tenth of a second to an hour.
+WEBSOCKET_DURATION_BUCKETS: tuple[float, ...] = (
+    0.1, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0,
 )  # fmt: skip
 
 #: Methods kept as label values; any other becomes ``_OTHER`` (OTel semantic conventions).
@@ -81,8 +87,24 @@ class MetricNames:
         return self._name("websocket_connections_total")
 
     @property
+    def websocket_connections_closed_total(self) -> str:
+        return self._name("websocket_connections_closed_total")
+
+    @property
+    def websocket_connection_duration(self) -> str:
+        return self._name("websocket_connection_duration_seconds")
+
+    @property
+    def websocket_messages_total(self) -> str:
+        return self._name("websocket_messages_total")
+
+    @property
     def label_overflow_total(self) -> str:
         return self._name("ouro_obs_label_overflow_total")
+
+    @property
+    def request_label_overflow_total(self) -> str:
+        return self._name("ouro_obs_request_label_overflow_total")
 
     @property
     def instrumentation_errors_total(self) -> str:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+import structlog
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -14,7 +17,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ouro_obs import ObservabilityMiddleware
-from tests.logs.capture import LogCapture
+from tests.logs.capture import LogCapture, capture_logs
 from tests.metrics.asgi import call, client, http_scope
 
 ACCESS_FIELDS = {
@@ -187,3 +190,63 @@ async def test_an_injected_logger_receives_the_line(registry: CollectorRegistry)
     async with client(app_with(registry, logger=Recorder())) as http:
         await http.get("/stream")
     assert [(event, fields["route"]) for event, fields in received] == [("request", "/stream")]
+
+
+# -- the one line, with nothing configured ------------------------------------------------
+
+
+async def _one_request(registry: CollectorRegistry, path: str) -> None:
+    app = Starlette(routes=[Route("/echo/{kind}", echo, methods=["POST"])])
+    app.add_middleware(ObservabilityMiddleware, registry=registry, service_name="shop")
+    async with client(app) as http:
+        await http.post(path, content=b"12345", headers={"user-agent": "probe/1.0"})
+
+
+def _without_volatile_values(line: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in line.items()
+        if key not in {"timestamp", "duration_ms", "request_id"}
+    }
+
+
+async def test_with_nothing_configured_the_line_is_json_on_stdout(
+    restore_logging: None, registry: CollectorRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    structlog.reset_defaults()  # an app that configured no logging at all
+    await _one_request(registry, "/echo/x;token=secret?page=2")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    line = json.loads(lines[0])
+    assert list(line)[:4] == ["timestamp", "level", "logger", "event"]
+    assert line.keys() >= ACCESS_FIELDS
+    assert (line["logger"], line["event"], line["route"]) == (
+        "ouro_obs.access",
+        "request",
+        "/echo/{kind}",
+    )
+    assert "secret" not in lines[0]  # redacted like configure_logging's lines
+    assert not structlog.is_configured()  # the default line configures nothing
+
+
+async def test_the_default_line_is_the_line_configure_logging_writes(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    structlog.reset_defaults()
+    await _one_request(CollectorRegistry(), "/echo/x?page=2")
+    default = json.loads(capsys.readouterr().out)
+    configured = capture_logs()
+    await _one_request(CollectorRegistry(), "/echo/x?page=2")
+    line = configured.one_access_line()
+    assert list(default) == list(line)
+    assert _without_volatile_values(default) == _without_volatile_values(line)
+
+
+async def test_an_app_that_configured_structlog_gets_its_own_renderer(
+    restore_logging: None, registry: CollectorRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    structlog.configure(processors=[structlog.processors.KeyValueRenderer(key_order=["event"])])
+    await _one_request(registry, "/echo/x")
+    out = capsys.readouterr().out
+    assert out.startswith("event='request'")
+    assert "route='/echo/{kind}'" in out

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ouro_obs import ObservabilityMiddleware
-from ouro_obs.request_id import MAX_REQUEST_ID_LENGTH, accepted_request_id
+from ouro_obs.asgi.request_id import MAX_REQUEST_ID_LENGTH, accepted_request_id
 from tests.logs.capture import LogCapture
 from tests.metrics.asgi import call, client, http_scope
 
@@ -217,3 +217,47 @@ async def test_a_response_object_reused_across_requests_collects_no_headers(
             response = await http.get("/shared")
             assert len(response.headers.get_list("x-request-id")) == 1
     assert b"x-request-id" not in dict(SHARED_RESPONSE.raw_headers)
+
+
+async def test_the_app_reads_the_id_from_request_state(registry: CollectorRegistry) -> None:
+    async def echo_id(request: Request) -> Response:
+        return PlainTextResponse(request.state.request_id)
+
+    app = Starlette(routes=[Route("/id", echo_id)])
+    app.add_middleware(ObservabilityMiddleware, registry=registry, tracing=False)
+    async with client(app) as http:
+        given = await http.get("/id", headers={"x-request-id": "from-client"})
+        made = await http.get("/id")
+    assert given.text == "from-client"
+    assert made.text == made.headers["x-request-id"]
+    assert GENERATED.match(made.text)
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_a_custom_500_handler_sees_the_id_in_its_log_context_and_its_answer_carries_it(
+    logs: LogCapture, registry: CollectorRegistry, kind: str
+) -> None:
+    import structlog  # noqa: PLC0415
+
+    seen: list[object] = []
+
+    def answer(request: Request, error: Exception) -> Response:
+        seen.append(structlog.contextvars.get_contextvars().get("request_id"))
+        seen.append(request.state.request_id)
+        structlog.get_logger("app.errors").error("unhandled", error=type(error).__name__)
+        return JSONResponse({"error": "custom"}, status_code=500)
+
+    async def answer_async(request: Request, error: Exception) -> Response:
+        return answer(request, error)
+
+    handler = answer_async if kind == "async" else answer
+    app = starlette_app(registry, exception_handlers={Exception: handler})
+    async with client(app) as http:
+        response = await http.get("/boom", headers={"x-request-id": "req-handled"})
+        again = await http.get("/boom")
+    assert (response.status_code, response.json()) == (500, {"error": "custom"})
+    assert response.headers["x-request-id"] == "req-handled"
+    assert seen[:2] == ["req-handled", "req-handled"]
+    assert seen[2:] == [again.headers["x-request-id"]] * 2
+    (first, _second) = logs.by_logger("app.errors")
+    assert first["request_id"] == "req-handled"

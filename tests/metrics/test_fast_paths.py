@@ -6,7 +6,8 @@ import threading
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from ouro_obs.config import DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS, ObservabilitySettings
+from ouro_obs.config import ObservabilitySettings
+from ouro_obs.contract import DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS
 from ouro_obs.metrics import HttpMetrics
 
 

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from starlette.types import Message
 
 from ouro_obs import ObservabilityMiddleware
-from ouro_obs.processes import ManagedProcess, free_port
+from ouro_obs.demo.lifecycle import ManagedProcess, free_port
 from tests.metrics.asgi import Recorded, call, http_scope, routes_seen
 from tests.support.tools import REPO_ROOT
 
@@ -106,19 +106,23 @@ async def test_a_long_random_path_is_labelled_by_its_template_not_its_text() -> 
     assert routes_seen(registry) == {("GET", "/things/{name}", "200")}
 
 
+#: Malformed raw requests for a real server (tests/sidecar/test_hostile_input.py uses them too).
+RAW_HOSTILE_REQUESTS: list[bytes] = [
+    b"GET /things/%FF%FE HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /things/" + b"a" * 8000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /things/a HTTP/1.1\r\nHost: x\r\nUser-Agent: \xff\xfe\r\n\r\n",
+    b"GET /things/a HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 60_000 + b"\r\n\r\n",
+    b"GET /things/a HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+    b"BREW /things/a HTTP/1.1\r\nHost: x\r\n\r\n",
+]
+
+
 @pytest.mark.integration
 def test_raw_hostile_requests_through_uvicorn_get_the_same_answer_as_without_the_middleware() -> (
     None
 ):
     """Through a real server, malformed requests are answered identically with and without us."""
-    requests = [
-        b"GET /things/%FF%FE HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"GET /things/" + b"a" * 8000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"GET /things/a HTTP/1.1\r\nHost: x\r\nUser-Agent: \xff\xfe\r\n\r\n",
-        b"GET /things/a HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 60_000 + b"\r\n\r\n",
-        b"GET /things/a HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
-        b"BREW /things/a HTTP/1.1\r\nHost: x\r\n\r\n",
-    ]
+    requests = RAW_HOSTILE_REQUESTS
     answers: dict[str, list[bytes]] = {}
     for variant in ("bare", "instrumented"):
         port = free_port()

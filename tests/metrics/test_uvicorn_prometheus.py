@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ouro_obs.processes import PrometheusServer, free_port, http_get
+from ouro_obs.demo.lifecycle import free_port, http_get
+from tests.support.processes import PrometheusServer
 from tests.support.shop import shop_process
 from tests.support.tools import require_tool
 
@@ -107,7 +108,7 @@ def test_child_exit_drops_a_dead_workers_in_flight_gauge(tmp_path: Path) -> None
 
     child_exit_call = (
         "from types import SimpleNamespace\n"
-        "from ouro_obs.multiprocess import child_exit\n"
+        "from ouro_obs.metrics.multiprocess import child_exit\n"
         f"child_exit(None, SimpleNamespace(pid={pid}))\n"
     )
     subprocess.run([sys.executable, "-c", child_exit_call], env=env, check=True)
@@ -158,7 +159,10 @@ def test_a_worker_file_still_being_created_does_not_break_the_scrape(tmp_path: P
     subprocess.run([sys.executable, "-c", writer], env=env, check=True)
     (tmp_path / "counter_999999.db").write_bytes(b"")  # a worker between open() and its header
     reader = (
-        "from ouro_obs.metrics import render_metrics\nprint(render_metrics(None, '')[0].decode())\n"
+        "from ouro_obs.config import ObservabilitySettings\n"
+        "from ouro_obs.metrics import render_metrics\n"
+        "directory = ObservabilitySettings().multiprocess_dir\n"
+        "print(render_metrics(None, '', directory)[0].decode())\n"
     )
     output = subprocess.run(
         [sys.executable, "-c", reader], env=env, check=True, capture_output=True, text=True
@@ -189,7 +193,7 @@ def test_the_multiprocess_launcher_clears_stale_files_then_runs_the_command(tmp_
     (tmp_path / "keep.txt").write_text("not a metrics file")
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-m", "ouro_obs.multiprocess", "ls", str(tmp_path)],
+        [sys.executable, "-m", "ouro_obs.metrics.multiprocess", "ls", str(tmp_path)],
         env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
     assert result.stdout.split() == ["keep.txt"]

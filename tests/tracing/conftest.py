@@ -8,8 +8,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from ouro_obs.otlp_receiver import OTLPReceiver
+from ouro_obs.demo.processes import find_rotel
+from ouro_obs.demo.receiver import OTLPReceiver
 from tests.logs.capture import saved_logging
+from tests.support.processes import OTLPCollector
+from tests.support.tools import missing
 
 
 @pytest.fixture
@@ -41,3 +44,12 @@ def receiver() -> Iterator[OTLPReceiver]:
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     yield from saved_logging()
+
+
+@pytest.fixture(scope="module")
+def collector() -> Iterator[OTLPCollector]:
+    """A real rotel collector forwarding to its own receiver, shared by a module's tests."""
+    if find_rotel() is None:
+        missing("rotel is not installed (pip install rotel)")
+    with OTLPCollector() as running:
+        yield running

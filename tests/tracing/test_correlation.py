@@ -20,8 +20,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ouro_obs import ObservabilityMiddleware, ObservabilitySettings, configure_tracing
-from ouro_obs.otlp_receiver import OTLPReceiver
-from ouro_obs.processes import ManagedProcess, free_port, http_get
+from ouro_obs.demo.lifecycle import ManagedProcess, free_port, http_get
+from ouro_obs.demo.receiver import OTLPReceiver
 from ouro_obs.tracing import TracingConfig
 from tests.logs.capture import capture_logs
 from tests.metrics.asgi import client

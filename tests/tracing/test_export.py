@@ -17,10 +17,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from ouro_obs import ObservabilityMiddleware, ObservabilitySettings, configure_tracing
-from ouro_obs.otlp_receiver import OTLPReceiver
-from ouro_obs.processes import LOOPBACK, OTLPCollector, find_rotel, free_port
+from ouro_obs.demo.lifecycle import LOOPBACK, free_port
+from ouro_obs.demo.processes import find_rotel
+from ouro_obs.demo.receiver import OTLPReceiver
 from ouro_obs.tracing import BoundedBatchSpanProcessor, TracingConfig
 from tests.metrics.asgi import client
+from tests.support.processes import OTLPCollector
 from tests.support.tools import missing
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

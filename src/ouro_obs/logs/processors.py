@@ -1,53 +1,43 @@
-"""Structured logs: ``configure_logging()``, the access line, request context, redaction.
+"""The structlog processors every line goes through: context, redaction, bounds, rendering.
 
-One call at start-up sends every log line of the process, structlog's and the standard
-library's (uvicorn, gunicorn, libraries, the app's own ``logging`` loggers), through one
-processor chain and one renderer: JSON lines on stdout, or a readable console format on a
-terminal. Every line logged while a request is served carries its ``request_id``,
-``trace_id`` and ``span_id``.
-
-Log lines are safe to ship: header and query-parameter secrets are replaced by
-``[REDACTED]``, string values are cut at a maximum length, and no value can start a new
-line (JSON escapes control characters; the console format escapes them explicitly).
+Processors are small callables ``(logger, method_name, event_dict) -> event_dict``; the
+configurable ones are ``__slots__`` classes that precompute in ``__init__``. Log lines are
+safe to ship: header and query-parameter secrets are replaced by ``[REDACTED]``, string
+values are cut at a maximum length, and no value can start a new line (JSON escapes
+control characters; the console format escapes them explicitly).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from typing import Any, Final, TextIO
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+from typing import Any
 
 import structlog
 from opentelemetry import trace
 
 from ouro_obs.config import ObservabilitySettings
-from ouro_obs.redaction import (
+from ouro_obs.logs.redaction import (
     DEFAULT_REDACTED_HEADERS,
     DEFAULT_REDACTED_QUERY_PARAMS,
     REDACTED,
     normalized_name,
-    query_names,
-    redact_query,
 )
-from ouro_obs.tracing import error_type
 
 __all__ = [
-    "ACCESS_LOGGER_NAME",
-    "AccessLog",
     "BoundValues",
+    "JsonLines",
+    "Processor",
     "RedactSecrets",
+    "UtcTimestamp",
     "add_logger_name",
     "add_trace_context",
-    "configure_logging",
     "safe_text",
     "shared_processors",
 ]
-
-ACCESS_LOGGER_NAME: Final = "ouro_obs.access"
 
 #: Keys whose values are multi-line by nature (tracebacks Python wrote): never cut, and
 #: left multi-line by the console renderer as it prints tracebacks; JSON escapes them.
@@ -57,13 +47,9 @@ _INTERNAL_KEYS = frozenset({"exc_info", "stack_info", "positional_args", "_recor
 _SCALARS = frozenset({int, float, bool})
 #: Rendered first, in this order, so a human scanning lines finds them in one place.
 _HEAD_KEYS = ("timestamp", "level", "logger", "event")
-#: Loggers that servers configure with their own handlers; their lines join ours.
-_SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn", "gunicorn.error")
-_SERVER_ACCESS_LOGGERS = ("uvicorn.access", "gunicorn.access")
 _VERDICT_CACHE_LIMIT = 1024
 
 Processor = Callable[[Any, str, MutableMapping[str, Any]], Any]
-
 
 # -- values ------------------------------------------------------------------------------
 
@@ -160,6 +146,10 @@ class RedactSecrets:
                 self._verdicts[key] = verdict
         return verdict
 
+    def redacted_text(self, value: str) -> str:
+        """``value`` with the values of secret query parameters in it replaced."""
+        return self._query_value.sub(self._replacement, value) if "=" in value else value
+
     def _pair_is_secret(self, item: Any) -> bool:
         return isinstance(item, tuple | list) and len(item) == 2 and self._secret(item[0])
 
@@ -212,7 +202,8 @@ class BoundValues:
         self._limit = limit
         self._escape = escape
 
-    def _bounded(self, value: str) -> str:
+    def bounded(self, value: str) -> str:
+        """``value`` cut to the limit (and, with ``escape``, on one line)."""
         if self._escape:
             return safe_text(value, self._limit)
         return _truncate(value, self._limit)
@@ -226,7 +217,7 @@ class BoundValues:
                     self._escape and not value.isprintable()
                 )
                 if too_long_or_unsafe and key not in _UNBOUNDED_KEYS:
-                    event_dict[key] = self._bounded(value)
+                    event_dict[key] = self.bounded(value)
             elif not (
                 kind in _SCALARS
                 or value is None
@@ -245,26 +236,45 @@ class BoundValues:
     def _other(self, value: Any) -> Any:
         if isinstance(value, dict | list | tuple):
             text = json.dumps(value, default=str)
-            return value if len(text) <= self._limit else self._bounded(text)
-        return self._bounded(str(value))
+            return value if len(text) <= self._limit else self.bounded(text)
+        return self.bounded(str(value))
 
 
-class _JsonLines:
+def _json_encoder() -> Callable[[Mapping[str, Any]], str]:
+    """Compact JSON, ASCII-only, unknown types as ``str()``: the same text for every caller.
+
+    The C encoder built once: ``JSONEncoder.encode`` builds a new one per call, a third of
+    a line's rendering. Without the C accelerator (another interpreter), the pure-Python
+    encoder, built once too. Neither checks for cycles (a cyclic value raises
+    ``RecursionError`` instead of ``ValueError``).
+    """
+    fallback = json.JSONEncoder(default=str, separators=(",", ":"), check_circular=False).encode
+    if c_make_encoder is None:  # pragma: no cover - CPython has it
+        return fallback
+    chunks = c_make_encoder(None, str, encode_basestring_ascii, None, ":", ",", False, False, True)
+
+    def encode(document: Mapping[str, Any]) -> str:
+        return "".join(chunks(document, 0))
+
+    return encode
+
+
+class JsonLines:
     """One JSON object per line, the well-known keys first; unknown types as text."""
 
-    __slots__ = ("_encode",)
+    __slots__ = ("encode",)
 
     def __init__(self) -> None:
-        # One encoder for every line: json.dumps with options builds a new one per call.
-        self._encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
+        #: Renders a mapping whose keys are already in the order to write.
+        self.encode = _json_encoder()
 
     def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
         ordered = {key: event_dict.pop(key) for key in _HEAD_KEYS if key in event_dict}
         ordered.update(event_dict)
-        return self._encode(ordered)
+        return self.encode(ordered)
 
 
-class _UtcTimestamp:
+class UtcTimestamp:
     """``timestamp``: ISO-8601 in UTC with microseconds and ``Z``; the seconds part cached."""
 
     __slots__ = ("_second",)
@@ -272,14 +282,18 @@ class _UtcTimestamp:
     def __init__(self) -> None:
         self._second: tuple[int, str] = (-1, "")
 
-    def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    def now(self) -> str:
+        """The current time as the ``timestamp`` value."""
         now = time.time()
         whole = int(now)
         second, prefix = self._second
         if whole != second:
             prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
             self._second = (whole, prefix)
-        event_dict["timestamp"] = f"{prefix}.{int((now - whole) * 1_000_000):06d}Z"
+        return f"{prefix}.{int((now - whole) * 1_000_000):06d}Z"
+
+    def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+        event_dict["timestamp"] = self.now()
         return event_dict
 
 
@@ -298,7 +312,7 @@ def shared_processors(
         add_trace_context,
         structlog.processors.add_log_level,
         add_logger_name,
-        _UtcTimestamp(),
+        UtcTimestamp(),
         structlog.processors.StackInfoRenderer(),
     ]
     if not console:
@@ -308,193 +322,3 @@ def shared_processors(
         BoundValues(settings.log_max_field_length, escape=console),
     ]
     return chain
-
-
-# -- wiring ------------------------------------------------------------------------------
-
-
-class _NamedWriteLogger(structlog.WriteLogger):
-    """structlog's line writer (one lock per file), with the name it was asked for."""
-
-    def __init__(self, file: TextIO, name: str) -> None:
-        super().__init__(file)
-        self.name = name
-
-
-class _WriteLoggerFactory:
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-
-    def __call__(self, *args: Any) -> _NamedWriteLogger:
-        name = args[0] if args and isinstance(args[0], str) else "app"
-        return _NamedWriteLogger(self._stream, name)
-
-
-class _RenderingHandler(logging.Handler):
-    """Standard-library records, rendered by structlog and written under the same lock."""
-
-    def __init__(self, writer: structlog.WriteLogger, formatter: logging.Formatter) -> None:
-        super().__init__()
-        self._writer = writer
-        self.setFormatter(formatter)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self._writer.msg(self.format(record))
-        except Exception:
-            self.handleError(record)
-
-
-def _drop_server_extras(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
-    """uvicorn passes a colourised copy of some messages as an extra; JSON needs none."""
-    event_dict.pop("color_message", None)
-    return event_dict
-
-
-def _wants_console(log_format: str, stream: TextIO) -> bool:
-    if log_format == "auto":
-        isatty = getattr(stream, "isatty", None)
-        return bool(isatty and isatty())
-    return log_format == "console"
-
-
-def _renderer(console: bool, stream: TextIO) -> Processor:
-    if console:
-        isatty = getattr(stream, "isatty", None)
-        return structlog.dev.ConsoleRenderer(colors=bool(isatty and isatty()))
-    return _JsonLines()
-
-
-def configure_logging(
-    settings: ObservabilitySettings | None = None,
-    *,
-    level: str | None = None,
-    log_format: str | None = None,
-    stream: TextIO | None = None,
-    uvicorn_access_log: bool = False,
-) -> None:
-    """Route every log line of the process through one structlog chain and renderer.
-
-    Call it once at start-up (again to change it; it never stacks handlers).
-    ``settings`` default to ``ObservabilitySettings.from_env()``; ``level``,
-    ``log_format`` (``json``, ``console``, ``auto``) and ``stream`` (default stdout)
-    override them. The root logger gets the only handler; uvicorn's and gunicorn's
-    loggers lose theirs and propagate to it. Their access loggers are silenced, since
-    the middleware writes the access line, unless ``uvicorn_access_log`` is True.
-    """
-    settings = settings or ObservabilitySettings.from_env()
-    level_name = (level or settings.log_level).strip().lower()
-    settings = settings.replace(log_level=level_name, log_format=log_format or settings.log_format)
-    stream = sys.stdout if stream is None else stream
-    console = _wants_console(settings.log_format, stream)
-    chain = shared_processors(settings, console=console)
-    renderer = _renderer(console, stream)
-    numeric_level = logging.getLevelNamesMapping()[level_name.upper()]
-
-    structlog.configure(
-        processors=[*chain, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=_WriteLoggerFactory(stream),
-        cache_logger_on_first_use=True,
-    )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), _drop_server_extras, *chain],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-    )
-    _install_root_handler(
-        _RenderingHandler(structlog.WriteLogger(stream), formatter), numeric_level
-    )
-    _adopt_server_loggers(uvicorn_access_log)
-
-
-def _install_root_handler(handler: logging.Handler, level: int) -> None:
-    root = logging.getLogger()
-    for existing in list(root.handlers):
-        root.removeHandler(existing)
-        if isinstance(existing, _RenderingHandler):
-            existing.close()
-    root.addHandler(handler)
-    root.setLevel(level)
-
-
-def _adopt_server_loggers(keep_access_log: bool) -> None:
-    for name in _SERVER_LOGGERS:
-        server_logger = logging.getLogger(name)
-        server_logger.handlers.clear()
-        server_logger.propagate = True
-    for name in _SERVER_ACCESS_LOGGERS:
-        access_logger = logging.getLogger(name)
-        access_logger.handlers.clear()
-        access_logger.propagate = keep_access_log
-        # Above INFO, the server's access call returns before formatting anything.
-        access_logger.setLevel(logging.NOTSET if keep_access_log else logging.WARNING)
-
-
-# -- the access line ---------------------------------------------------------------------
-
-
-class AccessLog:
-    """Writes the one line per finished request (``event="request"``).
-
-    Values that come from the client (path, query, user agent) are redacted, bounded
-    and escaped here, so the line is safe whatever renderer the logger uses.
-    """
-
-    __slots__ = ("_limit", "_logger", "_query_names")
-
-    def __init__(self, logger: Any, settings: ObservabilitySettings) -> None:
-        self._logger = logger
-        self._limit = settings.log_max_field_length
-        self._query_names = query_names(settings.redact_query_params)
-
-    def resolve(self) -> None:
-        """Swap a lazy structlog proxy for the logger it stands for (once, before serving)."""
-        bind = getattr(self._logger, "bind", None)
-        if callable(bind):
-            self._logger = bind()
-
-    def write(
-        self,
-        *,
-        method: str,
-        route: str,
-        path: str,
-        query: bytes,
-        status: int,
-        duration_seconds: float,
-        request_bytes: int,
-        response_bytes: int,
-        client: Any,
-        user_agent: bytes | None,
-        request_id: str | None,
-        trace_id: str | None,
-        span_id: str | None,
-        error: BaseException | None,
-    ) -> None:
-        limit = self._limit
-        fields: dict[str, Any] = {
-            "method": method,
-            "route": route,
-            "path": safe_text(path, limit),
-            "status": status,
-            "duration_ms": round(duration_seconds * 1000.0, 3),
-            "request_bytes": request_bytes,
-            "response_bytes": response_bytes,
-            "client": safe_text(str(client[0]), limit) if client else None,
-            "user_agent": (
-                safe_text(user_agent.decode("latin-1"), limit) if user_agent is not None else None
-            ),
-            "request_id": request_id,
-            "trace_id": trace_id,
-            "span_id": span_id,
-        }
-        if query:
-            fields["query"] = safe_text(
-                redact_query(query.decode("latin-1"), self._query_names), limit
-            )
-        if error is not None:
-            fields["error"] = error_type(error)
-        if status >= 500:
-            self._logger.error("request", **fields)
-        else:
-            self._logger.info("request", **fields)

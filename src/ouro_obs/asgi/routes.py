@@ -10,7 +10,8 @@ A mounted sub-application leaves only its inner route there, so when ``root_path
 grew (a ``Mount`` matched) the router tree's mounts are matched once to find the
 templated prefix, cached per (route, mounted prefix), at most 4096 entries. Only a
 route that left no trace at all (a plain Starlette ``Route`` inside a FastAPI app)
-is found by matching the tree on each request.
+is found by matching the tree on each request. A request a middleware answered before
+the router ran is matched against the app's routes by :mod:`ouro_obs.asgi.route_tree`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import Scope
 
+from ouro_obs.asgi.route_tree import RouteTree, probe_scope
 from ouro_obs.config import ConfigError
 
 __all__ = [
@@ -55,17 +57,6 @@ def _fastapi_template(scope: Mapping[str, Any], route: Any) -> str | None:
     if context is None or getattr(context, "original_route", None) is not route:
         return None
     return _route_format(context) or None
-
-
-def _probe_scope(scope: Scope, entry_root_path: str) -> dict[str, Any]:
-    return {
-        "type": scope["type"],
-        "path": scope["path"],
-        "root_path": entry_root_path,
-        "method": scope.get("method", "GET"),
-        "headers": scope.get("headers", []),
-        "path_params": {},
-    }
 
 
 def _mount_prefix(
@@ -111,16 +102,20 @@ def _leaf_template(routes: Iterable[BaseRoute], scope: dict[str, Any]) -> str | 
 class RouteTemplates:
     """Reads a finished request's route template from its scope (None when unmatched)."""
 
-    __slots__ = ("_prefixes",)
+    __slots__ = ("_prefixes", "_unrouted")
 
     def __init__(self) -> None:
         self._prefixes: dict[tuple[int, str], str] = {}
+        #: Templates of requests answered before the router ran (a 401 from an auth layer).
+        self._unrouted = RouteTree()
 
     def __call__(self, scope: Scope, entry_root_path: str) -> str | None:
         route = scope.get("route")
         root_path: str = scope.get("root_path", entry_root_path)
         mounted = root_path[len(entry_root_path) :] if root_path.startswith(entry_root_path) else ""
         if route is None:
+            if "router" not in scope:
+                return self._unrouted(scope, entry_root_path)
             if "endpoint" not in scope:
                 return None  # nothing matched: the router's 404, or a redirect_slashes redirect
             return self._walked(scope, entry_root_path, None, mounted)
@@ -151,7 +146,7 @@ class RouteTemplates:
         routes = getattr(scope.get("router"), "routes", None)
         if not isinstance(routes, list):
             return inner
-        prefix, inner_routes, probe = _mount_prefix(routes, _probe_scope(scope, entry_root_path))
+        prefix, inner_routes, probe = _mount_prefix(routes, probe_scope(scope, entry_root_path))
         if inner is not None:
             if len(self._prefixes) >= _CACHE_LIMIT:
                 self._prefixes.clear()

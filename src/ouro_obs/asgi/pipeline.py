@@ -1,0 +1,260 @@
+"""The observed request's path: begin, the app, finish; settled once, at the first request.
+
+:class:`RequestPipeline` holds what does not change between requests, including what can
+only be known once the app has started (its tracer provider, its logging, its error
+handlers): it is built by the first request and immutable after. For each request it
+
+1. :meth:`~RequestPipeline.begin`: counts the request in flight, resolves the route if a
+   resolver knows it up front, reads the headers it needs once, binds the request id for
+   log lines and starts the SERVER span (the parent of the app's spans);
+2. (the app runs, through the :class:`~ouro_obs.asgi.exchange.Exchange`);
+3. :meth:`~RequestPipeline.finish`: at the last byte, or when the app returned, settles the
+   exchange, which is the request's :class:`~ouro_obs.asgi.record.RequestRecord`, and
+   hands it to the recorders (span, metrics, access line);
+4. :meth:`~RequestPipeline.leave`: restores the context the request entered with.
+
+Every step that calls instrumentation goes through the one
+:class:`~ouro_obs.asgi.recorders.Failsafe`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+from opentelemetry import trace
+from starlette.types import Scope
+from structlog.contextvars import bind_contextvars, reset_contextvars
+
+from ouro_obs.asgi.errors import (
+    answers_unhandled_errors,
+    name_request_on,
+    name_requests_in_handler,
+    send_internal_error,
+)
+from ouro_obs.asgi.exchange import Exchange
+from ouro_obs.asgi.recorders import Failsafe, MetricsRecorder, Recorder
+from ouro_obs.asgi.request_id import accepted_request_id, new_request_id
+from ouro_obs.asgi.routes import RouteResolver, RouteTemplates
+from ouro_obs.config import ObservabilitySettings
+from ouro_obs.logs.access import AccessLog
+from ouro_obs.logs.redaction import query_names
+from ouro_obs.tracing.spans import ServerSpans, SpanRecorder
+
+__all__ = ["RequestPipeline"]
+
+# What a request header is read for; propagation fields map to their own names instead.
+_REQUEST_ID: Final = 1
+_USER_AGENT: Final = 2
+_HOST: Final = 3
+_HeaderRoles = Mapping[bytes, int | str]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestPipeline:
+    """How every HTTP request is observed; see the module docstring for the steps.
+
+    The middleware builds one from its options, and the first request turns it into the
+    one that serves, with :meth:`settled`.
+    """
+
+    failsafe: Failsafe
+    metrics: MetricsRecorder
+    route_resolver: RouteResolver | None
+    route_templates: RouteTemplates
+    unmatched_route: str
+    #: The request id header (lower case); None when request ids are off.
+    request_id_header: bytes | None
+    accept_request_id: bool
+    #: Where SERVER spans come from once the tracer provider is known; None: no tracing.
+    span_source: ServerSpans | None
+    access_log: AccessLog | None
+    # What :meth:`settled` decides, for the app as the first request finds it:
+    #: Starts SERVER spans; None when nothing would record them.
+    spans: SpanRecorder | None = None
+    #: Recorders of the finished request, in the order they run.
+    recorders: tuple[Recorder, ...] = ()
+    #: The request headers :meth:`begin` reads, and what for.
+    header_roles: _HeaderRoles = field(default_factory=dict)
+    #: Whether the middleware itself sends the plain 500 for an unhandled exception.
+    answers_errors: bool = False
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: ObservabilitySettings,
+        *,
+        failsafe: Failsafe,
+        metrics: MetricsRecorder,
+        route_resolver: RouteResolver | None,
+        tracer_provider: trace.TracerProvider | None,
+        logger: Any,
+    ) -> RequestPipeline:
+        """The pipeline ``settings`` describe, to be :meth:`settled` by the first request.
+
+        ``logger`` writes the access line (default: see
+        :class:`~ouro_obs.logs.access.AccessLog`); ``tracer_provider`` makes the spans (default: the global one).
+        """
+        access_log = None
+        if settings.access_log:
+            access_log = AccessLog(logger, settings)
+        span_source = None
+        if settings.tracing:
+            span_source = ServerSpans(
+                tracer_provider,
+                query_names(settings.redact_query_params),
+                settings.unmatched_route_label,
+            )
+        return cls(
+            failsafe=failsafe,
+            metrics=metrics,
+            route_resolver=route_resolver,
+            route_templates=RouteTemplates(),
+            unmatched_route=settings.unmatched_route_label,
+            request_id_header=settings.request_id_header.encode("latin-1") or None,
+            accept_request_id=settings.accept_request_id,
+            span_source=span_source,
+            access_log=access_log,
+        )
+
+    def settled(self, scope: Scope | None, middleware: object = None) -> RequestPipeline:
+        """This pipeline for the app as the first request (``scope``) finds it.
+
+        ``middleware`` is the instance serving it (whether it answers errors depends on
+        what is directly outside it). ``scope=None`` settles nothing that depends on the
+        app: no spans, the access logger left as given, Starlette left to answer errors
+        (the fallback when settling failed).
+        """
+        spans = None
+        access_log = self.access_log
+        if scope is not None:
+            spans = None if self.span_source is None else self.span_source.resolve()
+            access_log = None if access_log is None else access_log.resolved()
+        recorders: list[Recorder] = [self.metrics] if spans is None else [spans, self.metrics]
+        if access_log is not None:
+            recorders.append(access_log)
+        header_roles = _header_roles(
+            spans,
+            wants_user_agent=spans is not None or access_log is not None,
+            request_id_header=self.request_id_header if self.accept_request_id else None,
+        )
+        answers_errors = scope is not None and answers_unhandled_errors(scope, middleware)
+        if scope is not None:
+            name_requests_in_handler(scope, self.request_id_header)
+        return replace(
+            self,
+            access_log=access_log,
+            spans=spans,
+            recorders=tuple(recorders),
+            header_roles=header_roles,
+            answers_errors=answers_errors,
+        )
+
+    def begin(self, exchange: Exchange) -> None:
+        """Everything that must happen before the app runs."""
+        call = self.failsafe.call
+        call("metrics", self.metrics.started, exchange.method)
+        if self.route_resolver is not None:
+            known: str | None = call("route", self.route_resolver, exchange.scope)
+            exchange.route = known or ""
+        if self.header_roles or self.request_id_header is not None or self.spans is not None:
+            call("request", self._enter, exchange)
+
+    def _enter(self, exchange: Exchange) -> None:
+        """Read the headers once; bind the request id for log lines; start the span."""
+        scope = exchange.scope
+        incoming: bytes | None = None
+        host: bytes | None = None
+        carrier: dict[str, str] | None = None
+        roles = self.header_roles
+        if roles:
+            for name, value in scope["headers"]:
+                role = roles.get(name)
+                if role is None:
+                    continue
+                if type(role) is str:
+                    if carrier is None:
+                        carrier = {}
+                    carrier[role] = value.decode("latin-1")
+                elif role == _USER_AGENT:
+                    exchange.user_agent = value
+                elif role == _HOST:
+                    host = value
+                elif incoming is None:
+                    incoming = value
+        header = self.request_id_header
+        if header is not None:
+            request_id = (accepted_request_id(incoming) if incoming else None) or new_request_id()
+            exchange.request_id = request_id
+            exchange.response_header = (header, request_id.encode("ascii"))
+            exchange.request_id_binding = bind_contextvars(request_id=request_id)
+        if self.spans is not None:
+            self.spans.start(exchange, carrier, host)
+        if exchange.request_id is not None:  # for the app: request.state.request_id
+            state = scope.get("state")
+            if state is None:
+                scope["state"] = {"request_id": exchange.request_id}
+            else:  # the server's per-request copy of the lifespan state
+                state["request_id"] = exchange.request_id
+
+    async def app_raised(self, exchange: Exchange, error: Exception) -> None:
+        """The app raised: answer it if that is ours to do, and name the request on it."""
+        exchange.error = error
+        if self.answers_errors and exchange.status_sent is None:
+            await send_internal_error(exchange.send)
+        self.failsafe.call(
+            "request", name_request_on, error, exchange.request_id, exchange.span_ids
+        )
+
+    async def app_returned_unanswered(self, exchange: Exchange) -> None:
+        """The app returned without starting a response: send the server's 500 ourselves.
+
+        Only where the server would send its own bare 500 (see :attr:`answers_errors`),
+        so that the answer carries the request id header like every other.
+        """
+        if self.answers_errors and not exchange.client_gone:
+            await send_internal_error(exchange.send)
+
+    def finish(self, exchange: Exchange) -> None:
+        """Settle the finished exchange's record and hand it to the recorders."""
+        failsafe = self.failsafe
+        route = exchange.route
+        if not route:
+            template: str | None = failsafe.call(
+                "route", self.route_templates, exchange.scope, exchange.root_path
+            )
+            route = template or self.unmatched_route
+        failsafe.record(self.recorders, exchange.settle(route))
+
+    def leave(self, exchange: Exchange) -> None:
+        """Restore the context the request entered with (its span, its request id).
+
+        Only needed when :meth:`begin` started a span or bound a request id.
+        """
+        if exchange.span_token is not None:
+            SpanRecorder.detach(exchange.span_token)
+        if exchange.request_id_binding is not None:
+            with contextlib.suppress(ValueError):  # tokens made in another context
+                reset_contextvars(**exchange.request_id_binding)
+
+    def route_template(self, scope: Scope, root_path: str) -> str:
+        """The template of a request the app has routed (the unmatched label when none)."""
+        template = self.failsafe.call("route", self.route_templates, scope, root_path)
+        return self.unmatched_route if template is None else template
+
+
+def _header_roles(
+    spans: SpanRecorder | None, *, wants_user_agent: bool, request_id_header: bytes | None
+) -> _HeaderRoles:
+    roles: dict[bytes, int | str] = {}
+    if spans is not None:
+        for field_name in spans.header_fields:
+            roles[field_name.lower().encode("latin-1")] = field_name
+        roles[b"host"] = _HOST
+    if wants_user_agent:
+        roles[b"user-agent"] = _USER_AGENT
+    if request_id_header is not None:
+        roles[request_id_header] = _REQUEST_ID
+    return roles

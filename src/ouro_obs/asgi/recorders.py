@@ -1,0 +1,111 @@
+"""Recorders of a finished request, and the one failsafe that keeps their errors in.
+
+A recorder's ``record`` method takes the :class:`~ouro_obs.asgi.record.RequestRecord`: the
+metrics (here), the access line (:mod:`ouro_obs.logs.access`) and the SERVER span
+(:mod:`ouro_obs.tracing.spans`). Every call the middleware makes into instrumentation goes
+through :class:`Failsafe`: an error is counted in
+``ouro_obs_instrumentation_errors_total{stage=...}``, logged once per stage, and never
+reaches the request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar, TypeVarTuple
+
+from ouro_obs.asgi.record import RequestRecord
+from ouro_obs.metrics import HttpMetrics
+
+__all__ = ["Failsafe", "MetricsRecorder", "Recorder"]
+
+_log = logging.getLogger("ouro_obs")
+
+_Result = TypeVar("_Result")
+_Arguments = TypeVarTuple("_Arguments")
+
+
+class Recorder(Protocol):
+    """Records one finished request; ``stage`` names it in the instrumentation error counter."""
+
+    @property
+    def stage(self) -> str: ...
+
+    def record(self, record: RequestRecord, /) -> None: ...
+
+
+class Failsafe:
+    """Where instrumentation errors stop: counted per stage, logged once per stage."""
+
+    __slots__ = ("_count", "_logged_stages")
+
+    def __init__(self, count: Callable[[str], None]) -> None:
+        self._count = count
+        self._logged_stages: set[str] = set()
+
+    def call(
+        self,
+        stage: str,
+        function: Callable[[*_Arguments], _Result],
+        *arguments: *_Arguments,
+    ) -> _Result | None:
+        """``function(*arguments)``, or None when it raised (then counted under ``stage``)."""
+        try:
+            return function(*arguments)
+        except Exception:
+            self.failed(stage)
+            return None
+
+    def record(self, recorders: Iterable[Recorder], record: RequestRecord) -> None:
+        """Hand ``record`` to each recorder; one that raises does not stop the others."""
+        for recorder in recorders:
+            try:
+                recorder.record(record)
+            except Exception:
+                self.failed(recorder.stage)
+
+    def failed(self, stage: str) -> None:
+        """Count the exception being handled under ``stage``; log it the first time."""
+        with contextlib.suppress(Exception):  # counting must not fail the request either
+            self._count(stage)
+            if stage not in self._logged_stages:
+                self._logged_stages.add(stage)
+                _log.exception("ouro-obs instrumentation error in stage %r (logged once)", stage)
+
+
+class MetricsRecorder:
+    """The RED metrics of a finished request, and the end of its in-flight count.
+
+    The in-flight gauge rises in ``started``, before the app runs.
+    """
+
+    __slots__ = ("_labels", "_metrics", "started")
+    stage = "metrics"
+
+    def __init__(self, metrics: HttpMetrics) -> None:
+        self._metrics = metrics
+        #: The declared request labels' values of a record; None when none are declared.
+        self._labels = metrics.request_labels
+        #: Count a request of this (normalized) method in flight.
+        self.started: Callable[[str], None] = metrics.started
+
+    def record(self, record: RequestRecord) -> None:
+        metrics = self._metrics
+        metrics.ended(record.method)
+        span_ids = record.span_ids
+        metrics.observe(
+            record.method,
+            record.route,
+            record.status,
+            record.end_time - record.start_time,
+            record.request_bytes,
+            record.response_bytes,
+            span_ids.trace_id if span_ids is not None and span_ids.sampled else None,
+            () if self._labels is None else self._labels(record.scope, _headers(record)),
+        )
+
+
+def _headers(record: RequestRecord) -> list[tuple[bytes, bytes]]:
+    start = record.response_start
+    return [] if start is None else list(start.get("headers") or ())

@@ -1,0 +1,26 @@
+"""Prometheus metrics: the HTTP instruments, the scrape's exposition, multiprocess mode.
+
+- :mod:`~ouro_obs.metrics.instruments`: :class:`HttpMetrics`, the families on an injected
+  registry and the cap on label sets;
+- :mod:`~ouro_obs.metrics.fastpath`: the hot path, the only code that touches
+  prometheus_client's private fields;
+- :mod:`~ouro_obs.metrics.exposition`: :func:`render_metrics` and the metrics port's server;
+- :mod:`~ouro_obs.metrics.multiprocess`: gunicorn hooks and the start-up launcher.
+
+The names and methods of the contract are re-exported from :mod:`ouro_obs.contract`.
+"""
+
+from __future__ import annotations
+
+from ouro_obs.contract import OTHER_METHOD, STANDARD_METHODS, MetricNames, normalize_method
+from ouro_obs.metrics.exposition import render_metrics
+from ouro_obs.metrics.instruments import HttpMetrics
+
+__all__ = [
+    "OTHER_METHOD",
+    "STANDARD_METHODS",
+    "HttpMetrics",
+    "MetricNames",
+    "normalize_method",
+    "render_metrics",
+]

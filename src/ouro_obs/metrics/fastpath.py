@@ -1,0 +1,185 @@
+"""The metrics hot path: the one module that touches prometheus_client's private fields.
+
+prometheus_client guards every increment with a lock, re-checks the child on every call
+and scans the bucket list linearly. Per request that is most of the cost of recording, so
+:class:`~ouro_obs.metrics.instruments.HttpMetrics` records through this module instead.
+What it relies on, all of it checked by :func:`internals_problem` (and by
+``tests/metrics/test_prometheus_client_internals.py``, which fails naming the attribute and
+the installed version when a release changes it):
+
+- a counter or gauge child keeps its value cell in ``_value``;
+- a histogram child keeps ``_sum``, one cell per bucket in the list ``_buckets`` and the
+  bucket bounds, ending in +Inf, in the list ``_upper_bounds``;
+- an in-process cell is a ``prometheus_client.values.MutexValue`` holding its float in
+  ``_value`` (a multiprocess cell is another class, backed by a file).
+
+Two speeds, each used only where it records exactly what the public methods would:
+
+- :func:`fast_inc` / :func:`fast_observe`: the cells' own ``inc`` (which takes the cell's
+  lock), without the child's per-call checks; a bisection finds the bucket the public
+  loop would. Any other shape falls back to the public methods.
+- :class:`LockFreeCells`: adds to the floats without their locks. The one condition:
+  **every cell is an in-process MutexValue, the interpreter has a GIL, and the caller is
+  the owner thread** (the first thread that built a series: the event loop's). A single
+  writer under the GIL loses no update; readers (a scrape) take the lock and see a value
+  that is at most one request old. Anything else, and exemplars, take the locked path.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import sys
+from bisect import bisect_left
+from collections.abc import Callable
+from threading import get_ident
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.values import MutexValue
+
+__all__ = [
+    "LOCK_FREE_SUPPORTED",
+    "LockFreeCells",
+    "fast_inc",
+    "fast_observe",
+    "internals_problem",
+    "lock_free_cells",
+]
+
+#: Lock-free increments need the GIL (a free-threaded build could lose updates).
+LOCK_FREE_SUPPORTED = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
+
+
+def _histogram_problem(child: Any) -> str | None:
+    """What a histogram child lacks of the shape this module relies on; None: all there."""
+    buckets = getattr(child, "_buckets", None)
+    bounds = getattr(child, "_upper_bounds", None)
+    if getattr(child, "_sum", None) is None:
+        return "Histogram child has no '_sum' value cell"
+    if not isinstance(buckets, list):
+        return "Histogram child's '_buckets' is not a list of value cells"
+    if not isinstance(bounds, list) or not bounds or bounds[-1] != math.inf:
+        return "Histogram child's '_upper_bounds' is not a list ending in +Inf"
+    if len(buckets) != len(bounds):
+        return "Histogram child's '_buckets' and '_upper_bounds' differ in length"
+    return None
+
+
+def _cells(child: Any) -> list[Any]:
+    cells = [getattr(child, "_value", None), getattr(child, "_sum", None)]
+    cells.extend(getattr(child, "_buckets", None) or ())
+    return [cell for cell in cells if cell is not None]
+
+
+def _lock_free_problem(*children: Any) -> str | None:
+    """Why :class:`LockFreeCells` may not serve ``children``; None: it may."""
+    if not LOCK_FREE_SUPPORTED:
+        return "this interpreter runs without the GIL"
+    for child in children:
+        cells = _cells(child)
+        if not cells:
+            return f"{type(child).__name__} child has neither '_value' nor '_sum'"
+        for cell in cells:
+            if type(cell) is not MutexValue:
+                return f"value cell is {type(cell).__name__}, not an in-process MutexValue"
+            if not isinstance(getattr(cell, "_value", None), float):
+                return "MutexValue keeps no float in '_value'"
+    return None
+
+
+def fast_inc(child: Any) -> Callable[[float], None]:
+    """``child.inc`` (counter or gauge) without its per-call checks; locked like it."""
+    value = getattr(child, "_value", None)
+    inc: Callable[[float], None] = child.inc if value is None else value.inc
+    return inc
+
+
+def fast_observe(child: Any) -> Callable[[float], None]:
+    """``child.observe`` without its per-call checks and linear bucket scan; locked like it."""
+    if _histogram_problem(child) is not None:  # a prometheus_client of another shape
+        public: Callable[[float], None] = child.observe
+        return public
+    total, buckets, bounds = child._sum, child._buckets, child._upper_bounds
+
+    def observe(amount: float) -> None:
+        total.inc(amount)
+        buckets[bisect_left(bounds, amount)].inc(1)
+
+    return observe
+
+
+class LockFreeCells:
+    """The raw cells of one (method, route, status) label set, added to without locks."""
+
+    __slots__ = (
+        "count",
+        "duration_bounds",
+        "duration_buckets",
+        "duration_sum",
+        "owner_thread",
+        "request_buckets",
+        "request_sum",
+        "response_buckets",
+        "response_sum",
+        "size_bounds",
+    )
+
+    def __init__(
+        self, owner_thread: int, count: Any, duration: Any, request_size: Any, response_size: Any
+    ) -> None:
+        self.owner_thread = owner_thread
+        self.count = count._value
+        self.duration_sum, self.duration_buckets = duration._sum, duration._buckets
+        self.request_sum, self.request_buckets = request_size._sum, request_size._buckets
+        self.response_sum, self.response_buckets = response_size._sum, response_size._buckets
+        self.duration_bounds = duration._upper_bounds
+        self.size_bounds = request_size._upper_bounds
+
+    def record(self, duration_seconds: float, request_bytes: int, response_bytes: int) -> bool:
+        """Add one request; False (nothing added) when called off the owner thread."""
+        if get_ident() != self.owner_thread:
+            return False
+        self.count._value += 1
+        self.duration_sum._value += duration_seconds
+        self.duration_buckets[bisect_left(self.duration_bounds, duration_seconds)]._value += 1
+        size_bounds = self.size_bounds
+        self.request_sum._value += request_bytes
+        self.request_buckets[bisect_left(size_bounds, request_bytes)]._value += 1
+        self.response_sum._value += response_bytes
+        self.response_buckets[bisect_left(size_bounds, response_bytes)]._value += 1
+        return True
+
+
+def lock_free_cells(
+    owner_thread: int, count: Any, duration: Any, request_size: Any, response_size: Any
+) -> LockFreeCells | None:
+    """The lock-free cells of one label set's children, or None when the condition fails.
+
+    ``request_size`` and ``response_size`` must share their buckets.
+    """
+    children = (count, duration, request_size, response_size)
+    if _lock_free_problem(*children) is not None:
+        return None
+    if any(_histogram_problem(child) for child in children[1:]):
+        return None
+    return LockFreeCells(owner_thread, *children)
+
+
+def internals_problem() -> str | None:
+    """What of the relied-on internals the installed prometheus_client lacks; None: nothing.
+
+    Builds a counter and a histogram on a private registry and checks their children.
+    Call it in a single-process interpreter (in multiprocess mode the cells are files).
+    """
+    registry = CollectorRegistry()
+    counter = Counter("probe", "probe", ("label",), registry=registry).labels("x")
+    histogram = Histogram("probe_seconds", "probe", ("label",), registry=registry).labels("x")
+    problem = _histogram_problem(histogram) or _lock_free_problem(counter, histogram)
+    if problem is None:
+        return None
+    version = importlib.metadata.version("prometheus_client")
+    return (
+        f"prometheus_client {version}: {problem}; ouro_obs/metrics/fastpath.py relies on it "
+        "(adapt that module, or pin the prometheus_client version it was written for)"
+    )

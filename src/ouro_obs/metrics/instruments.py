@@ -1,0 +1,341 @@
+"""The HTTP instruments on an injected ``CollectorRegistry``, and the cardinality guard.
+
+Metric names and labels are the contract in :mod:`ouro_obs.contract` (DESIGN.md, "Metric
+contract"); the SLO generator reads the same module, so the rules query exactly what the
+middleware emits. The hot path's shortcuts are in :mod:`ouro_obs.metrics.fastpath`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from threading import get_ident
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from ouro_obs.config import ConfigError, ObservabilitySettings
+from ouro_obs.contract import (
+    METHOD_LABEL,
+    ROUTE_LABEL,
+    STATUS_LABEL,
+    WEBSOCKET_DURATION_BUCKETS,
+    MetricNames,
+)
+from ouro_obs.metrics.fastpath import LockFreeCells, fast_inc, fast_observe, lock_free_cells
+from ouro_obs.metrics.labels import RequestLabelValues
+
+__all__ = ["HttpMetrics"]
+
+_ROUTE_LABELS = (METHOD_LABEL, ROUTE_LABEL)
+
+
+class _Instruments:
+    """The metric families of one registry; built once per (registry, names, buckets)."""
+
+    def __init__(
+        self, registry: CollectorRegistry, names: MetricNames, settings: ObservabilitySettings
+    ):
+        self.signature = _signature(names, settings)
+        extra = settings.extra_label_names
+        static = tuple(name for name, _ in settings.static_label_pairs)
+        #: The family names ``ouro_obs_label_overflow_total{metric}`` reports.
+        self.requests_name = names.requests_total.removesuffix("_total")
+        self.duration_name = names.request_duration
+
+        def counter(name: str, documentation: str, labels: tuple[str, ...]) -> Counter:
+            return Counter(name.removesuffix("_total"), documentation, labels, registry=registry)
+
+        def route_histogram(name: str, documentation: str, buckets: Sequence[float]) -> Histogram:
+            labels = (*_ROUTE_LABELS, *extra)
+            return Histogram(name, documentation, labels, buckets=buckets, registry=registry)
+
+        self.requests = counter(
+            self.requests_name,
+            "HTTP requests completed, by method, route template and status code.",
+            (*_ROUTE_LABELS, STATUS_LABEL, *extra),
+        )
+        self.duration = route_histogram(
+            names.request_duration,
+            "Time from the request's arrival to its last response byte, in seconds.",
+            settings.duration_buckets,
+        )
+        self.in_progress = Gauge(
+            names.requests_in_progress,
+            "HTTP requests being served right now.",
+            (METHOD_LABEL, *static),
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.request_size = route_histogram(
+            names.request_size, "Request body bytes actually received.", settings.size_buckets
+        )
+        self.response_size = route_histogram(
+            names.response_size, "Response body bytes actually sent.", settings.size_buckets
+        )
+        self.websockets = counter(
+            names.websocket_connections_total,
+            "WebSocket connections accepted or refused, by route template.",
+            (ROUTE_LABEL, *static),
+        )
+        self.websockets_closed = counter(
+            names.websocket_connections_closed_total,
+            "WebSocket connections ended, by route template and close code.",
+            (ROUTE_LABEL, "close_code", *static),
+        )
+        self.websocket_duration = Histogram(
+            names.websocket_connection_duration,
+            "Time from a WebSocket's connect to its close, in seconds.",
+            (ROUTE_LABEL, *static),
+            buckets=WEBSOCKET_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.websocket_messages = counter(
+            names.websocket_messages_total,
+            "WebSocket messages, by route template and direction (in: received, out: sent).",
+            (ROUTE_LABEL, "direction", *static),
+        )
+        self.overflow = counter(
+            names.label_overflow_total,
+            "Observations whose route label was replaced because a metric hit its label-set cap.",
+            ("metric",),
+        )
+        self.request_label_overflow = counter(
+            names.request_label_overflow_total,
+            "Request label values replaced by the overflow value (not allowed, or over the cap).",
+            ("label",),
+        )
+        self.errors = counter(
+            names.instrumentation_errors_total,
+            "Errors inside ouro-obs instrumentation, swallowed so the request went on.",
+            ("stage",),
+        )
+
+
+def _signature(names: MetricNames, settings: ObservabilitySettings) -> tuple[object, ...]:
+    """What must agree for two middlewares to share one registry's families."""
+    return (names, settings.duration_buckets, settings.size_buckets, settings.extra_label_names)
+
+
+_instruments_by_registry: weakref.WeakKeyDictionary[
+    CollectorRegistry, dict[MetricNames, _Instruments]
+]
+_instruments_by_registry = weakref.WeakKeyDictionary()
+_instruments_lock = threading.Lock()
+
+
+def _instruments_for(registry: CollectorRegistry, settings: ObservabilitySettings) -> _Instruments:
+    """Reuse the families already on ``registry``, so building an app twice never raises."""
+    names = MetricNames(settings.metrics_namespace)
+    with _instruments_lock:
+        per_registry = _instruments_by_registry.setdefault(registry, {})
+        existing = per_registry.get(names)
+        if existing is None:
+            existing = per_registry[names] = _Instruments(registry, names, settings)
+        elif existing.signature != _signature(names, settings):
+            raise ConfigError(
+                f"metrics named {names.request_duration!r} already exist on this registry with "
+                "other buckets or labels; use the same ones, another metrics_namespace, or "
+                "another registry"
+            )
+        return existing
+
+
+#: (method, route, status), with the request labels' values appended when declared.
+_SeriesKey = tuple[str, str, int] | tuple[str, str, int, tuple[str, ...]]
+
+
+def _parts(key: _SeriesKey) -> tuple[str, str, int, tuple[str, ...]]:
+    if len(key) == 3:
+        return (*key, ())
+    return key
+
+
+class _Series:
+    """The children of one (method, route, status) label set, resolved once."""
+
+    __slots__ = (
+        "cells",
+        "count",
+        "duration",
+        "observe_duration",
+        "observe_request_size",
+        "observe_response_size",
+        "requests",
+    )
+
+    def __init__(
+        self,
+        instruments: _Instruments,
+        method: str,
+        route: str,
+        status: str,
+        extra: tuple[str, ...],
+        owner_thread: int,
+    ):
+        self.requests = instruments.requests.labels(method, route, status, *extra)
+        self.duration = instruments.duration.labels(method, route, *extra)
+        request_size = instruments.request_size.labels(method, route, *extra)
+        response_size = instruments.response_size.labels(method, route, *extra)
+        self.count = fast_inc(self.requests)
+        self.observe_duration = fast_observe(self.duration)
+        self.observe_request_size = fast_observe(request_size)
+        self.observe_response_size = fast_observe(response_size)
+        self.cells: LockFreeCells | None = lock_free_cells(
+            owner_thread, self.requests, self.duration, request_size, response_size
+        )
+
+
+class HttpMetrics:
+    """Records finished requests; never creates more than ``max_label_sets`` series per metric.
+
+    A label set beyond the cap has its route replaced by ``overflow_label`` and is counted
+    in ``ouro_obs_label_overflow_total{metric=...}``. In multiprocess mode
+    (``settings.multiprocess_dir``) the directory must exist, and exemplars are off.
+    """
+
+    def __init__(self, settings: ObservabilitySettings, registry: CollectorRegistry | None = None):
+        self.registry = REGISTRY if registry is None else registry
+        self._instruments = _instruments_for(self.registry, settings)
+        self._cap = settings.max_label_sets
+        self._overflow_label = settings.overflow_label
+        directory = settings.multiprocess_dir
+        if directory is not None and not os.path.isdir(directory):
+            raise ConfigError(
+                f"PROMETHEUS_MULTIPROC_DIR={directory!r} is not a directory; create it (empty) "
+                "before the workers start, or unset the variable for single-process metrics"
+            )
+        self._exemplars = settings.exemplars and directory is None
+        #: Record ``status`` as its class: the series key then holds 200 for every 2xx.
+        self._status_classes = settings.status_class_label
+        self._static_values = tuple(value for _, value in settings.static_label_pairs)
+        #: The request labels' values of a finished request; None when none are declared.
+        self.request_labels: RequestLabelValues | None = None
+        if settings.request_labels:
+            self.request_labels = RequestLabelValues(
+                settings.request_labels,
+                overflow_label=settings.overflow_label,
+                count_overflow=self._label_overflowed,
+                count_error=self.instrumentation_error,
+            )
+        self._series: dict[_SeriesKey, _Series] = {}
+        self._route_label_sets: set[tuple[str, str, tuple[str, ...]]] = set()
+        self._in_progress: dict[str, Callable[[float], None]] = {}
+        self._lock = threading.Lock()
+        #: The thread allowed lock-free increments: the first one to build a series,
+        #: in practice the event loop's.
+        self._owner_thread: int | None = None
+
+    def started(self, method: str) -> None:
+        add = self._in_progress.get(method)
+        if add is None:
+            gauge = self._instruments.in_progress.labels(method, *self._static_values)
+            add = self._in_progress[method] = fast_inc(gauge)
+        add(1)
+
+    def ended(self, method: str) -> None:
+        self._in_progress[method](-1)
+
+    def observe(
+        self,
+        method: str,
+        route: str,
+        status: int,
+        duration_seconds: float,
+        request_bytes: int,
+        response_bytes: int,
+        trace_id: str | None = None,
+        labels: tuple[str, ...] = (),
+    ) -> None:
+        """Record one finished request; ``method`` must already be normalized.
+
+        ``labels`` are the request labels' values (:attr:`request_labels`), if declared.
+        """
+        if self._status_classes:
+            status -= status % 100
+        key: _SeriesKey = (method, route, status, labels) if labels else (method, route, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._admit(key)
+        cells = series.cells
+        if (
+            cells is not None
+            and trace_id is None
+            and cells.record(duration_seconds, request_bytes, response_bytes)
+        ):
+            return
+        if trace_id is not None and self._exemplars:
+            exemplar = {"trace_id": trace_id}
+            series.requests.inc(1, exemplar)
+            series.duration.observe(duration_seconds, exemplar)
+        else:
+            series.count(1)
+            series.observe_duration(duration_seconds)
+        series.observe_request_size(request_bytes)
+        series.observe_response_size(response_bytes)
+
+    def _admit(self, key: _SeriesKey) -> _Series:
+        method, route, status, labels = _parts(key)
+        with self._lock:
+            series = self._series.get(key)
+            if series is not None:
+                return series
+            if self._owner_thread is None:
+                self._owner_thread = get_ident()
+            new_route_set = (method, route, labels) not in self._route_label_sets
+            over_histograms = new_route_set and len(self._route_label_sets) >= self._cap
+            if over_histograms or len(self._series) >= self._cap:
+                return self._overflow(key, histograms=over_histograms)
+            series = self._new_series(method, route, status, labels)
+            self._series[key] = series
+            self._route_label_sets.add((method, route, labels))
+            return series
+
+    def _new_series(self, method: str, route: str, status: int, labels: tuple[str, ...]) -> _Series:
+        assert self._owner_thread is not None
+        extra = self._static_values + labels
+        status_label = f"{status // 100}xx" if self._status_classes else str(status)
+        return _Series(self._instruments, method, route, status_label, extra, self._owner_thread)
+
+    def _overflow(self, key: _SeriesKey, *, histograms: bool) -> _Series:
+        """The series for an over-cap label set; not cached under ``key`` to stay bounded."""
+        method, _route, status, labels = _parts(key)
+        overflow_key: _SeriesKey = (method, self._overflow_label, status, labels)
+        instruments = self._instruments
+        metric = instruments.duration_name if histograms else instruments.requests_name
+        instruments.overflow.labels(metric).inc()
+        series = self._series.get(overflow_key)
+        if series is None:
+            series = self._new_series(method, self._overflow_label, status, labels)
+            # Overflow series are few (methods x statuses x bounded request-label values)
+            # and deliberately exceed the cap.
+            self._series[overflow_key] = series
+            self._route_label_sets.add((method, self._overflow_label, labels))
+        return series
+
+    def _label_overflowed(self, label: str) -> None:
+        self._instruments.request_label_overflow.labels(label).inc()
+
+    def websocket(self, route: str) -> None:
+        """Count an accepted WebSocket connection."""
+        self._instruments.websockets.labels(route, *self._static_values).inc()
+
+    def websocket_messages(self, route: str) -> tuple[Callable[[float], None], ...]:
+        """The increments of the (received, sent) message counters of ``route``."""
+        messages = self._instruments.websocket_messages
+        static = self._static_values
+        return (
+            fast_inc(messages.labels(route, "in", *static)),
+            fast_inc(messages.labels(route, "out", *static)),
+        )
+
+    def websocket_closed(self, route: str, close_code: str, duration_seconds: float) -> None:
+        """Count an ended WebSocket connection and observe how long it lasted."""
+        instruments = self._instruments
+        static = self._static_values
+        instruments.websockets_closed.labels(route, close_code, *static).inc()
+        instruments.websocket_duration.labels(route, *static).observe(duration_seconds)
+
+    def instrumentation_error(self, stage: str) -> None:
+        self._instruments.errors.labels(stage).inc()
