@@ -1,6 +1,7 @@
 """What going through ``ouro-obs sidecar`` costs: wrk against nginx directly and through it.
 
-    .venv/bin/python benchmarks/sidecar_bench.py [--duration 10] [--rounds 2]
+    .venv/bin/python -m benchmarks.sidecar_bench [--duration 10] [--rounds 2]
+    .venv/bin/python -m benchmarks.overhead --mode sidecar
 
 Starts Debian's nginx (one worker, a small fixed answer) and the sidecar in front of it
 (`python -m ouro_obs sidecar`, its defaults: access log on, route templates from a routes
@@ -21,16 +22,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ouro_obs.processes import ManagedProcess, free_port
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.tables import Table
+from benchmarks.wrk import LoadSettings, WrkRun, run_wrk
+from ouro_obs.demo.lifecycle import ManagedProcess, free_port
 
 #: Spreads each connection's requests 0-2x the mean pause apart (wrk's delay() hook).
 PACED_SCRIPT = """
@@ -64,58 +69,15 @@ http {{
 }}
 """
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
-
-@dataclass(frozen=True)
-class WrkResult:
-    requests_per_second: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-
-
-def _milliseconds(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if match is None:
-        raise ValueError(f"unexpected wrk latency {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def parse_wrk(output: str) -> WrkResult:
-    """Requests/s, p50, p99 and error count from ``wrk --latency`` output."""
-    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
-    rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
-    if rate is None or set(percentiles) != {"50", "99"}:
-        raise ValueError(f"cannot read wrk's output:\n{output}")
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return WrkResult(
-        requests_per_second=float(rate.group(1)),
-        p50_ms=_milliseconds(percentiles["50"]),
-        p99_ms=_milliseconds(percentiles["99"]),
-        errors=errors + (int(non_2xx.group(1)) if non_2xx else 0),
-    )
-
-
-def run_wrk(
-    wrk: str, url: str, *, threads: int, connections: int, seconds: int, script: Path | None
-) -> WrkResult:
-    argv = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
-    if script is not None:
-        argv += ["-s", str(script)]
-    result = subprocess.run(
-        [*argv, url], capture_output=True, text=True, check=True, timeout=seconds + 60
-    )
-    return parse_wrk(result.stdout)
-
-
-def _median(results: list[WrkResult]) -> WrkResult:
-    return WrkResult(
+def _median(results: list[WrkRun]) -> WrkRun:
+    return WrkRun(
+        requests=int(statistics.median(r.requests for r in results)),
         requests_per_second=statistics.median(r.requests_per_second for r in results),
         p50_ms=statistics.median(r.p50_ms for r in results),
         p99_ms=statistics.median(r.p99_ms for r in results),
-        errors=sum(r.errors for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+        socket_errors=sum(r.socket_errors for r in results),
     )
 
 
@@ -139,9 +101,27 @@ def start_nginx(nginx: str, work: Path) -> tuple[ManagedProcess, str]:
     return process.start(), url
 
 
-def start_sidecar(
-    upstream: str, work: Path, extra_env: dict[str, str]
-) -> tuple[ManagedProcess, str]:
+@dataclass
+class Sidecar:
+    process: ManagedProcess
+    url: str
+    metrics_url: str
+
+    def requests_counted(self) -> int:
+        """``http_requests_total`` summed over every series the sidecar's admin port shows."""
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
+            text = response.read().decode()
+        return int(
+            sum(
+                sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name == "http_requests_total"
+            )
+        )
+
+
+def start_sidecar(upstream: str, work: Path, extra_env: Mapping[str, str]) -> Sidecar:
     routes = work / "routes.txt"
     routes.write_text("/products/{product_id}\n/products\n")
     port, metrics_port = free_port(), free_port()
@@ -159,12 +139,129 @@ def start_sidecar(
         env={"OTEL_TRACES_EXPORTER": "none", "OTEL_SERVICE_NAME": "catalog", **extra_env},
         log_path=work / "sidecar.log",
     )  # fmt: skip
-    return process.start(), f"http://127.0.0.1:{port}"
+    return Sidecar(
+        process.start(), f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics"
+    )
+
+
+#: 16 connections: the moderate scenario's pauses are per connection.
+SIDECAR_LOAD = LoadSettings(connections=16, duration_seconds=10.0, rounds=2)
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    load: LoadSettings = SIDECAR_LOAD
+    pause_ms: int = 10
+    sidecar_env: Mapping[str, str] = field(default_factory=dict)
+
+
+def run(settings: SidecarSettings) -> Table:
+    """Start nginx and the sidecar in front of it, measure both, stop both."""
+    nginx = shutil.which("nginx", path="/usr/sbin:" + os.environ["PATH"])
+    if nginx is None:
+        raise RuntimeError("nginx is not installed (apt-get install nginx)")
+    with tempfile.TemporaryDirectory(prefix="ouro-obs-sidecar-bench-") as tmp:
+        work = Path(tmp)
+        (work / "nginx").mkdir()
+        (work / "sidecar").mkdir()
+        script = work / "paced.lua"
+        script.write_text(PACED_SCRIPT.format(pause_ms=settings.pause_ms))
+        nginx_process, direct = start_nginx(nginx, work / "nginx")
+        try:
+            sidecar = start_sidecar(direct, work / "sidecar", settings.sidecar_env)
+            try:
+                medians = measure(direct, sidecar, script, settings)
+            finally:
+                sidecar.process.stop()
+        finally:
+            nginx_process.stop()
+    return sidecar_table(medians, settings)
+
+
+def measure(
+    direct: str, sidecar: Sidecar, script: Path, settings: SidecarSettings
+) -> dict[tuple[str, str], WrkRun]:
+    """Median runs by (scenario, target); fails unless the sidecar counted every request."""
+    path = "/products/42"
+    load = settings.load
+    scenarios = {"moderate": script, "saturated": None}
+    runs: dict[tuple[str, str], list[WrkRun]] = {}
+    through_sidecar: list[WrkRun] = []
+    for url in (direct, sidecar.url):  # warm both up: connections, caches, the label series
+        warmup = run_wrk(url + path, threads=1, connections=4, seconds=2)
+        if url == sidecar.url:
+            through_sidecar.append(warmup)
+    for scenario, scenario_script in scenarios.items():
+        for _ in range(load.rounds):
+            for target, url in (("direct", direct), ("sidecar", sidecar.url)):
+                result = run_wrk(
+                    url + path,
+                    threads=load.threads,
+                    connections=load.connections,
+                    seconds=load.duration_seconds,
+                    script=scenario_script,
+                )
+                runs.setdefault((scenario, target), []).append(result)
+                if target == "sidecar":
+                    through_sidecar.append(result)
+    _refuse_uncounted(sidecar, through_sidecar, load.connections)
+    return {key: _median(results) for key, results in runs.items()}
+
+
+def _refuse_uncounted(sidecar: Sidecar, runs: list[WrkRun], connections: int) -> None:
+    served = sum(run.requests for run in runs)
+    slack = sum(connections + run.socket_errors for run in runs)
+    counted = sidecar.requests_counted()
+    if not served <= counted <= served + slack:
+        raise RuntimeError(
+            f"the sidecar counted {counted} requests for {served} wrk saw served: "
+            "its figures would not measure real instrumentation"
+        )
+
+
+def sidecar_table(medians: dict[tuple[str, str], WrkRun], settings: SidecarSettings) -> Table:
+    load = settings.load
+    table = Table(
+        "Through the sidecar: wrk against nginx directly and through `ouro-obs sidecar`",
+        ("load", "target", "requests/s", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms",
+         "errors"),
+    )  # fmt: skip
+    for scenario in ("moderate", "saturated"):
+        direct = medians[(scenario, "direct")]
+        for target in ("direct", "sidecar"):
+            result = medians[(scenario, target)]
+            added = ["", ""]
+            if target == "sidecar":
+                added = [
+                    f"{result.p50_ms - direct.p50_ms:+.3f}",
+                    f"{result.p99_ms - direct.p99_ms:+.3f}",
+                ]
+            table.rows.append(
+                (
+                    scenario,
+                    target,
+                    f"{result.requests_per_second:,.0f}",
+                    f"{result.p50_ms:.3f}",
+                    f"{result.p99_ms:.3f}",
+                    *added,
+                    str(result.non_2xx + result.socket_errors),
+                )
+            )
+    table.notes.append(
+        f"wrk -t{load.threads} -c{load.connections} -d{load.duration_seconds:.0f}s "
+        f"--latency, median of {load.rounds} rounds; moderate: a mean pause of "
+        f"{settings.pause_ms} ms per connection. The sidecar's own http_requests_total was "
+        "checked against every request wrk saw it serve."
+    )
+    if settings.sidecar_env:
+        pairs = " ".join(f"{name}={value}" for name, value in settings.sidecar_env.items())
+        table.notes.append(f"Sidecar environment: {pairs}.")
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=2, help="direct/sidecar pairs per scenario")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16)
@@ -177,83 +274,13 @@ def main(argv: list[str] | None = None) -> int:
         help="extra environment for the sidecar, e.g. OURO_OBS_ACCESS_LOG=false (repeatable)",
     )
     args = parser.parse_args(argv)
-    extra_env = dict(item.split("=", 1) for item in args.sidecar_env)
-    wrk, nginx = shutil.which("wrk"), shutil.which("nginx", path="/usr/sbin:" + os.environ["PATH"])
-    if wrk is None or nginx is None:
-        print("needs wrk and nginx on PATH", file=sys.stderr)
-        return 2
-    with tempfile.TemporaryDirectory(prefix="ouro-obs-sidecar-bench-") as tmp:
-        work = Path(tmp)
-        (work / "nginx").mkdir()
-        (work / "sidecar").mkdir()
-        script = work / "paced.lua"
-        script.write_text(PACED_SCRIPT.format(pause_ms=args.pause_ms))
-        nginx_process, direct = start_nginx(nginx, work / "nginx")
-        try:
-            sidecar_process, proxied = start_sidecar(direct, work / "sidecar", extra_env)
-            try:
-                table = measure(wrk, direct, proxied, script, args)
-            finally:
-                sidecar_process.stop()
-        finally:
-            nginx_process.stop()
-    print_table(table, args)
-    return 0
-
-
-def measure(
-    wrk: str, direct: str, proxied: str, script: Path, args: argparse.Namespace
-) -> dict[tuple[str, str], WrkResult]:
-    path = "/products/42"
-    scenarios = {"moderate": script, "saturated": None}
-    runs: dict[tuple[str, str], list[WrkResult]] = {}
-    for url in (direct, proxied):  # warm both up: connections, caches, the label series
-        run_wrk(wrk, url + path, threads=1, connections=4, seconds=2, script=None)
-    for scenario, scenario_script in scenarios.items():
-        for _ in range(args.rounds):
-            for target, url in (("direct", direct), ("sidecar", proxied)):
-                result = run_wrk(
-                    wrk,
-                    url + path,
-                    threads=args.threads,
-                    connections=args.connections,
-                    seconds=args.duration,
-                    script=scenario_script,
-                )
-                runs.setdefault((scenario, target), []).append(result)
-    return {key: _median(results) for key, results in runs.items()}
-
-
-def print_table(table: dict[tuple[str, str], WrkResult], args: argparse.Namespace) -> None:
-    print(
-        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency, median of "
-        f"{args.rounds} rounds; moderate: a mean pause of {args.pause_ms} ms per connection"
+    settings = SidecarSettings(
+        LoadSettings(args.threads, args.connections, args.duration, rounds=args.rounds),
+        args.pause_ms,
+        dict(item.split("=", 1) for item in args.sidecar_env),
     )
-    if args.sidecar_env:
-        print(f"sidecar environment: {' '.join(args.sidecar_env)}")
-    print()
-    print("| load | target | requests/s | p50 ms | p99 ms | added p50 ms | added p99 ms | errors |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for scenario in ("moderate", "saturated"):
-        direct = table[(scenario, "direct")]
-        for target in ("direct", "sidecar"):
-            result = table[(scenario, target)]
-            added = ["", ""]
-            if target == "sidecar":
-                added = [
-                    f"{result.p50_ms - direct.p50_ms:+.3f}",
-                    f"{result.p99_ms - direct.p99_ms:+.3f}",
-                ]
-            cells = [
-                scenario,
-                target,
-                f"{result.requests_per_second:,.0f}",
-                f"{result.p50_ms:.3f}",
-                f"{result.p99_ms:.3f}",
-                *added,
-                str(result.errors),
-            ]
-            print("| " + " | ".join(cells) + " |")
+    print(run(settings).markdown())
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 - :func:`upstream_app`: a raw ASGI app served by uvicorn in a thread (echo, streams,
   uploads, downloads, slow and health endpoints), steered through :class:`UpstreamState`.
-- :class:`CannedUpstream`: an asyncio TCP server that answers every request with fixed
-  bytes (headers no well-behaved framework would send) and keeps what it received.
+- :class:`CannedUpstream`: an asyncio TCP server that answers requests with fixed bytes
+  (:class:`Canned`: heads no well-behaved framework would send, written in one piece or
+  several, then a close) and keeps what it received.
+- :func:`raw_exchange`: raw request bytes in, the raw response bytes out.
 - :class:`Nginx`: Debian's nginx as the current user, config and files under a tmp dir.
-- :func:`running_sidecar`: the real :class:`~ouro_obs.sidecar.Sidecar` serving in a thread.
+- :func:`running_sidecar`: the real :class:`~ouro_obs.sidecar.server.Sidecar` serving in a thread.
 """
 
 from __future__ import annotations
@@ -18,33 +20,38 @@ import json
 import os
 import pwd
 import random
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import h11
 import uvicorn
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ouro_obs.asgi.routes import RouteResolver
 from ouro_obs.config import ObservabilitySettings
-from ouro_obs.processes import ManagedProcess, free_port
-from ouro_obs.routes import RouteResolver
-from ouro_obs.sidecar import Sidecar, SidecarConfig
+from ouro_obs.demo.lifecycle import ManagedProcess, free_port
+from ouro_obs.sidecar.server import Sidecar, SidecarConfig
 
 __all__ = [
+    "Canned",
     "CannedUpstream",
     "Nginx",
     "ThreadedUvicorn",
     "UpstreamState",
     "payload",
+    "raw_exchange",
     "running_sidecar",
     "sha256",
     "upstream_app",
+    "wait_for_requests",
     "wait_for_sample",
     "with_current_span",
 ]
@@ -80,6 +87,23 @@ def wait_for_sample(
         settled = bool(value) if expected is None else value == expected
         if settled or time.monotonic() > deadline:
             return value
+        time.sleep(0.02)
+
+
+def wait_for_requests(registry: CollectorRegistry, count: float, timeout: float = 5.0) -> float:
+    """``http_requests_total`` summed over its series, once it reaches ``count`` (or the
+    timeout passed): the requests sent so far are recorded and their access lines written."""
+    deadline = time.monotonic() + timeout
+    while True:
+        total = sum(
+            sample.value
+            for metric in registry.collect()
+            if metric.name == "http_requests"
+            for sample in metric.samples
+            if sample.name == "http_requests_total"
+        )
+        if total >= count or time.monotonic() > deadline:
+            return total
         time.sleep(0.02)
 
 
@@ -181,14 +205,17 @@ async def _download(send: Send, size: int, *, chunked: bool) -> None:
 class ThreadedUvicorn:
     """An ASGI app on a free loopback port, served by uvicorn in a daemon thread."""
 
-    def __init__(self, app: ASGIApp, port: int | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, port: int | None = None, *, lifespan: bool = False, http: str = "auto"
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             app,
             host="127.0.0.1",
             port=self.port,
-            lifespan="off",
+            lifespan="on" if lifespan else "off",
+            http=http,
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=1,
@@ -210,11 +237,23 @@ class ThreadedUvicorn:
         self._thread.join(10)
 
 
-class CannedUpstream:
-    """Answers every request on a connection with ``response`` and records what came in."""
+@dataclass(frozen=True, slots=True)
+class Canned:
+    """A scripted answer: ``data`` written as it is, in ``pieces`` writes a moment apart
+    (so the reader gets them separately), then the connection closed when ``close``."""
 
-    def __init__(self, response: bytes) -> None:
-        self.response = response
+    data: bytes
+    pieces: int = 1
+    close: bool = False
+
+
+class CannedUpstream:
+    """Answers every request with ``response`` (or the ``routes`` entry for its target)
+    and records the request heads that came in."""
+
+    def __init__(self, response: bytes | Canned, routes: Mapping[bytes, Canned] | None = None):
+        self.response = response if isinstance(response, Canned) else Canned(response)
+        self.routes = dict(routes or {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.requests: list[bytes] = []
@@ -230,8 +269,11 @@ class CannedUpstream:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 self.requests.append(head)
-                writer.write(self.response)
-                await writer.drain()
+                target = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
+                answer = self.routes.get(target, self.response)
+                await _write_in_pieces(writer, answer)
+                if answer.close:
+                    break
         writer.close()
 
     async def _serve(self) -> None:
@@ -259,6 +301,48 @@ class CannedUpstream:
         if stop is not None:
             self._loop.call_soon_threadsafe(stop.set)
         self._thread.join(10)
+
+
+async def _write_in_pieces(writer: asyncio.StreamWriter, answer: Canned) -> None:
+    size = -(-len(answer.data) // answer.pieces)
+    for start in range(0, len(answer.data), size):
+        if start:
+            await asyncio.sleep(0.05)  # the reader's event loop takes each piece on its own
+        writer.write(answer.data[start : start + size])
+        await writer.drain()
+
+
+def raw_exchange(port: int, request: bytes, timeout: float = 10) -> bytes:
+    """Send ``request`` bytes as they are; the bytes of the one response that comes back.
+
+    Reading stops when the response is complete (parsed with h11, so a kept-alive
+    connection need not close) or the server closes the connection.
+    """
+    parser = h11.Connection(h11.CLIENT)
+    method = b"HEAD" if request.startswith(b"HEAD ") else b"GET"
+    parser.send(h11.Request(method=method, target=b"/", headers=[(b"host", b"x")]))
+    parser.send(h11.EndOfMessage())
+    received = bytearray()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(request)
+        while chunk := connection.recv(65536):
+            received += chunk
+            if _complete(parser, chunk):
+                break
+    return bytes(received)
+
+
+def _complete(parser: h11.Connection, chunk: bytes) -> bool:
+    if parser.their_state is h11.ERROR:
+        return False  # not HTTP the parser follows: read until the server closes
+    parser.receive_data(chunk)
+    try:
+        while (event := parser.next_event()) is not h11.NEED_DATA:
+            if type(event) is h11.EndOfMessage or event is h11.PAUSED:
+                return True
+    except h11.RemoteProtocolError:
+        pass
+    return False
 
 
 class Nginx:

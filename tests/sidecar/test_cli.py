@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ouro_obs.cli import main
-from ouro_obs.processes import ManagedProcess, free_port
+from ouro_obs.demo.lifecycle import ManagedProcess, free_port
 from tests.sidecar.servers import ThreadedUvicorn, UpstreamState
 
 #: No span export from the sidecar processes these tests start.

@@ -22,10 +22,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from ouro_obs.cli import build_parser
-from ouro_obs.processes import ManagedProcess, free_port
-from ouro_obs.routes import OpenAPIRouteResolver
-from ouro_obs.sidecar_cli import config_from_args
+from ouro_obs.asgi.routes import OpenAPIRouteResolver
+from ouro_obs.cli import parse_args
+from ouro_obs.demo.lifecycle import ManagedProcess, free_port
+from ouro_obs.sidecar.cli import config_from_args
 from tests.deploy.manifests import kustomize
 from tests.sidecar.servers import running_sidecar, wait_for_sample
 from tests.support.tools import REPO_ROOT, require_tool, schema_path
@@ -114,7 +114,7 @@ def test_the_network_policy_admits_no_traffic_around_the_sidecar(
 def sidecar_args(objects: tuple[Manifest, ...]) -> Any:
     command = containers(objects)["ouro-obs"]["command"]
     assert command[:2] == ["ouro-obs", "sidecar"]
-    return build_parser().parse_args(command[1:])
+    return parse_args(command[1:])
 
 
 def test_the_sidecar_command_parses_and_points_at_the_apps_port(

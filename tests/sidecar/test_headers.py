@@ -6,7 +6,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from ouro_obs.sidecar import end_to_end_headers, request_headers
+from ouro_obs.sidecar.headers import end_to_end_headers, request_headers
 
 
 def scope(*headers: tuple[bytes, bytes], client: Any = ("10.0.0.5", 51000)) -> dict[str, Any]:

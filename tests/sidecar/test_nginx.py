@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from ouro_obs.routes import OpenAPIRouteResolver
+from ouro_obs.asgi.routes import OpenAPIRouteResolver
 from tests.sidecar.servers import (
     Nginx,
     payload,

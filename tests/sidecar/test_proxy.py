@@ -15,9 +15,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from ouro_obs.processes import free_port
-from ouro_obs.routes import OpenAPIRouteResolver
-from ouro_obs.upstream import UpstreamTimeouts
+from ouro_obs.asgi.routes import OpenAPIRouteResolver
+from ouro_obs.demo.lifecycle import free_port
+from ouro_obs.sidecar.upstream import UpstreamTimeouts
 from tests.sidecar.servers import (
     CannedUpstream,
     ThreadedUvicorn,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from ouro_obs.asgi.routes import OpenAPIRouteResolver
 from ouro_obs.config import ConfigError
-from ouro_obs.routes import OpenAPIRouteResolver
 
 
 def openapi(**fields: Any) -> dict[str, Any]:

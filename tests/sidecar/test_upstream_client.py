@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from ouro_obs.upstream import Upstream, UpstreamClient, UpstreamError, UpstreamTimeouts
+from ouro_obs.sidecar.upstream import Upstream, UpstreamClient, UpstreamError, UpstreamTimeouts
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -183,3 +183,22 @@ def test_an_upstream_url_that_cannot_be_used_says_what_to_write(url: str, messag
 
 def test_an_upstream_url_without_a_port_means_80() -> None:
     assert Upstream.parse("http://app.local") == Upstream("app.local", 80)
+
+
+async def test_a_tunnel_the_upstream_opens_is_a_protocol_error_not_an_assertion() -> None:
+    """A 2xx to CONNECT switches protocols in h11; the client has no tunnel to give."""
+
+    async def tunnel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async with serving(tunnel) as upstream:
+        client = UpstreamClient(upstream)
+        with pytest.raises(UpstreamError) as raised:
+            await client.request(b"CONNECT", b"example.com:443", [(b"host", b"example.com:443")])
+        idle = client.idle_connections
+        await client.aclose()
+    assert raised.value.reason == "protocol_error"
+    assert idle == 0  # the switched connection is closed, never pooled

@@ -3,6 +3,9 @@
 Service-level settings (service name, metrics namespace, buckets, health paths) come
 from the same ``OURO_OBS_*`` / ``OTEL_*`` environment variables as the middleware's
 ``ObservabilitySettings.from_env()``; the flags describe the proxy itself.
+
+The command module of :mod:`ouro_obs.cli`: :func:`configure` adds the arguments; the proxy,
+uvicorn and the OpenTelemetry SDK are imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -10,13 +13,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ouro_obs.asgi.routes import OpenAPIRouteResolver
 from ouro_obs.config import ConfigError, ObservabilitySettings
-from ouro_obs.routes import OpenAPIRouteResolver
-from ouro_obs.upstream import UpstreamTimeouts
+from ouro_obs.sidecar.upstream import UpstreamTimeouts
 
-__all__ = ["config_from_args", "register", "run"]
+if TYPE_CHECKING:
+    from ouro_obs.sidecar.server import SidecarConfig
+
+__all__ = ["config_from_args", "configure", "run"]
 
 _log = logging.getLogger("ouro_obs.sidecar")
 
@@ -38,92 +44,56 @@ def _seconds(value: str) -> float:
     return seconds
 
 
-def register(subparsers: Any) -> None:
-    """Add the ``sidecar`` sub-command to the ``ouro-obs`` parser."""
-    parser = subparsers.add_parser(
-        "sidecar",
-        help="reverse proxy with metrics, logs and traces in front of any HTTP service",
-        description=(
-            "Proxy every request to UPSTREAM and record the same metrics, access logs and "
-            "traces as the middleware. /metrics, /health/live and /health/ready are served "
-            "on --metrics-listen; readiness fails while the upstream does not answer."
-        ),
+#: ``(flag, default, help)`` of the options naming where to listen.
+_ADDRESS_OPTIONS: tuple[tuple[str, tuple[str, int], str], ...] = (
+    ("--listen", ("0.0.0.0", 8000), "where clients connect (default 0.0.0.0:8000)"),
+    ("--metrics-listen", ("0.0.0.0", 9464), "/metrics and health endpoints (default 0.0.0.0:9464)"),
+)
+#: ``(flag, default, help)`` of the options taking a number of seconds.
+_SECONDS_OPTIONS: tuple[tuple[str, float, str], ...] = (
+    ("--connect-timeout", 5.0, "wait for the TCP connection to the upstream (default 5)"),
+    (
+        "--read-timeout",
+        60.0,
+        "wait for the response head and for each body chunk (default 60); 504 after it",
+    ),
+    ("--write-timeout", 60.0, "wait for the upstream to accept request body (default 60)"),
+    (
+        "--upstream-keepalive",
+        4.0,
+        "drop idle upstream connections after this; keep it below the upstream's own "
+        "idle timeout (default 4; uvicorn closes after 5)",
+    ),
+    ("--client-keepalive", 75.0, "idle client connections are kept this long (default 75)"),
+    (
+        "--drain-timeout",
+        20.0,
+        "on SIGTERM, in-flight requests get this long to finish (default 20)",
+    ),
+)
+
+
+def configure(name: str, parser: argparse.ArgumentParser) -> None:
+    """Add the ``sidecar`` command's arguments to ``parser`` and its handler, :func:`run`."""
+    del name
+    parser.description = (
+        "Proxy every request to UPSTREAM and record the same metrics, access logs and "
+        "traces as the middleware. /metrics, /health/live and /health/ready are served "
+        "on --metrics-listen; readiness fails while the upstream does not answer."
     )
     parser.add_argument(
         "--upstream", required=True, metavar="URL", help="the service, e.g. http://127.0.0.1:8080"
     )
-    parser.add_argument(
-        "--listen",
-        type=_address,
-        default=("0.0.0.0", 8000),
-        metavar="HOST:PORT",
-        help="where clients connect (default 0.0.0.0:8000)",
-    )
-    parser.add_argument(
-        "--metrics-listen",
-        type=_address,
-        default=("0.0.0.0", 9464),
-        metavar="HOST:PORT",
-        help="/metrics and health endpoints (default 0.0.0.0:9464)",
-    )
-    routes = parser.add_mutually_exclusive_group()
-    routes.add_argument(
-        "--openapi",
-        metavar="FILE",
-        help="the upstream's OpenAPI 3 (or Swagger 2) document, JSON or YAML: route labels",
-    )
-    routes.add_argument(
-        "--routes",
-        metavar="FILE",
-        help="route templates, one per line (/users/{user_id}); # starts a comment",
-    )
-    parser.add_argument(
-        "--ignore-openapi-servers",
-        action="store_true",
-        help="do not prefix paths with the path of the document's servers[].url",
-    )
+    for flag, address, text in _ADDRESS_OPTIONS:
+        parser.add_argument(flag, type=_address, default=address, metavar="HOST:PORT", help=text)
+    _add_route_options(parser)
     parser.add_argument(
         "--health-path",
         metavar="PATH",
         help="upstream path whose status (< 400) decides readiness (default: a TCP connect)",
     )
-    parser.add_argument("--connect-timeout", type=_seconds, default=5.0, metavar="SECONDS")
-    parser.add_argument(
-        "--read-timeout",
-        type=_seconds,
-        default=60.0,
-        metavar="SECONDS",
-        help="wait for the response head and for each body chunk (default 60); 504 after it",
-    )
-    parser.add_argument(
-        "--write-timeout",
-        type=_seconds,
-        default=60.0,
-        metavar="SECONDS",
-        help="wait for the upstream to accept request body (default 60)",
-    )
-    parser.add_argument(
-        "--upstream-keepalive",
-        type=_seconds,
-        default=4.0,
-        metavar="SECONDS",
-        help="drop idle upstream connections after this; keep it below the upstream's own "
-        "idle timeout (default 4; uvicorn closes after 5)",
-    )
-    parser.add_argument(
-        "--client-keepalive",
-        type=_seconds,
-        default=75.0,
-        metavar="SECONDS",
-        help="idle client connections are kept this long (default 75)",
-    )
-    parser.add_argument(
-        "--drain-timeout",
-        type=_seconds,
-        default=20.0,
-        metavar="SECONDS",
-        help="on SIGTERM, in-flight requests get this long to finish (default 20)",
-    )
+    for flag, seconds, text in _SECONDS_OPTIONS:
+        parser.add_argument(flag, type=_seconds, default=seconds, metavar="SECONDS", help=text)
     parser.add_argument(
         "--forwarded",
         choices=("append", "replace"),
@@ -140,9 +110,28 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
-    """The :class:`~ouro_obs.sidecar.SidecarConfig` the parsed flags describe."""
-    from ouro_obs.sidecar import SidecarConfig  # noqa: PLC0415 - imports uvicorn; only here
+def _add_route_options(parser: argparse.ArgumentParser) -> None:
+    routes = parser.add_mutually_exclusive_group()
+    routes.add_argument(
+        "--openapi",
+        metavar="FILE",
+        help="the upstream's OpenAPI 3 (or Swagger 2) document, JSON or YAML: route labels",
+    )
+    routes.add_argument(
+        "--routes",
+        metavar="FILE",
+        help="route templates, one per line (/users/{user_id}); # starts a comment",
+    )
+    parser.add_argument(
+        "--ignore-openapi-servers",
+        action="store_true",
+        help="do not prefix paths with the path of the document's servers[].url",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> SidecarConfig:
+    """The :class:`~ouro_obs.sidecar.server.SidecarConfig` the parsed flags describe."""
+    from ouro_obs.sidecar.server import SidecarConfig  # noqa: PLC0415 - imports uvicorn
 
     return SidecarConfig(
         upstream=args.upstream,
@@ -174,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     """Start the sidecar and block until it has drained; 2 on bad configuration."""
     # Imported here, so `ouro-obs generate` never loads the proxy, uvicorn or the OTel SDK.
     from ouro_obs.logs import configure_logging  # noqa: PLC0415
-    from ouro_obs.sidecar import Sidecar, SidecarStartError  # noqa: PLC0415
+    from ouro_obs.sidecar.server import Sidecar, SidecarStartError  # noqa: PLC0415
     from ouro_obs.tracing import configure_tracing  # noqa: PLC0415
 
     try:

@@ -4,50 +4,35 @@ Built on an asyncio protocol and h11 (already a uvicorn dependency) rather than 
 on loopback in front of nginx, httpx 0.28 served about 670 requests/s at 16 concurrent
 requests where this client serves about 6,800 (benchmarks/sidecar_bench.py).
 
-Bodies are never buffered whole: received bytes wait in a small buffer and reading from
-the socket pauses above :data:`READ_HIGH_WATER`; writes wait for the transport to drain.
-Every wait is bounded by the timeouts in :class:`UpstreamTimeouts`, and every failure is
-an :class:`UpstreamError` whose ``reason`` is a short, fixed label value.
+Bodies are never buffered whole (see :mod:`ouro_obs.sidecar.connection`). Every wait is
+bounded by the timeouts in :class:`UpstreamTimeouts`, and every failure is an
+:class:`UpstreamError` whose ``reason`` is a short, fixed label value.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final, cast
+from typing import Final
 from urllib.parse import urlsplit
 
 import h11
 
+from ouro_obs.sidecar.connection import UPSTREAM_ERROR_REASONS, UpstreamConnection, UpstreamError
+
 __all__ = [
     "IDEMPOTENT_METHODS",
-    "READ_HIGH_WATER",
     "UPSTREAM_ERROR_REASONS",
     "BodySource",
+    "UnsendableRequest",
     "Upstream",
     "UpstreamClient",
     "UpstreamError",
     "UpstreamResponse",
     "UpstreamTimeouts",
 ]
-
-#: Unconsumed response bytes held per connection before the socket stops being read.
-READ_HIGH_WATER: Final = 256 * 1024
-#: The largest response head (status line and headers) accepted from the upstream.
-MAX_RESPONSE_HEAD: Final = 64 * 1024
-
-#: Every ``reason`` an :class:`UpstreamError` can carry (the metric's label values).
-UPSTREAM_ERROR_REASONS: Final = (
-    "connect_error",
-    "connect_timeout",
-    "read_timeout",
-    "write_timeout",
-    "disconnected",
-    "protocol_error",
-)
 
 #: Methods a request may be retried with once when a pooled connection turns out stale.
 IDEMPOTENT_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
@@ -56,21 +41,9 @@ IDEMPOTENT_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"
 BodySource = Callable[[], Awaitable[tuple[bytes, bool]]]
 
 
-class UpstreamError(Exception):
-    """The upstream could not be reached, was too slow, or broke the exchange.
-
-    ``reason`` is one of :data:`UPSTREAM_ERROR_REASONS`; ``status`` is what a proxy
-    answers for it (504 for a timeout, 502 otherwise).
-    """
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-    @property
-    def status(self) -> int:
-        return 504 if self.reason.endswith("_timeout") else 502
+class UnsendableRequest(Exception):
+    """The request cannot be sent as HTTP/1.1 as it is (two ``Host`` lines, a target or
+    header h11 refuses): the client's error, found before any connection is used."""
 
 
 class _StaleConnection(Exception):
@@ -131,153 +104,6 @@ class Upstream:
         return cls(parts.hostname, port)
 
 
-class _Connection(asyncio.Protocol):
-    """One TCP connection to the upstream and its h11 state; the pool's unit."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self.parser = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD)
-        self.transport: asyncio.Transport | None = None
-        self.reused = False
-        #: Bytes received in the current exchange.
-        self.received = 0
-        self.idle_since = 0.0
-        self._idle = False
-        self._chunks: list[bytes] = []
-        self._buffered = 0
-        self._reading_paused = False
-        self._eof = False
-        self._lost = False
-        self._data_waiter: asyncio.Future[None] | None = None
-        self._write_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
-
-    # -- asyncio.Protocol ---------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's TCP transport is not an asyncio.Transport subclass, only alike.
-        self.transport = cast(asyncio.Transport, transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Request heads are small writes that must leave at once.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def data_received(self, data: bytes) -> None:
-        if self._idle:
-            # An idle HTTP/1.1 connection has nothing to say; bytes now mean it is broken.
-            self.close()
-            return
-        self._chunks.append(data)
-        self._buffered += len(data)
-        self.received += len(data)
-        if self._buffered > READ_HIGH_WATER and not self._reading_paused and self.transport:
-            self._reading_paused = True
-            self.transport.pause_reading()
-        self._wake_reader()
-
-    def eof_received(self) -> bool | None:
-        self._eof = True
-        self._wake_reader()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._eof = True
-        self._lost = True
-        self._wake_reader()
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _wake_reader(self) -> None:
-        waiter, self._data_waiter = self._data_waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # -- used by the client -------------------------------------------------------------
-
-    @property
-    def closed_by_peer(self) -> bool:
-        return self._eof
-
-    @property
-    def usable(self) -> bool:
-        return not self._eof and self.transport is not None and not self.transport.is_closing()
-
-    def park(self, now: float) -> None:
-        self._idle = True
-        self.idle_since = now
-        self.received = 0
-
-    def unpark(self) -> None:
-        self._idle = False
-        self.reused = True
-
-    def write(self, data: bytes | None) -> None:
-        if data and self.transport is not None:
-            self.transport.write(data)
-
-    async def drain(self, timeout: float) -> None:
-        if not self._write_paused:
-            return
-        if self._lost:
-            raise UpstreamError("disconnected", "the upstream closed the connection")
-        waiter = self._drain_waiter = self._loop.create_future()
-        try:
-            async with asyncio.timeout(timeout):
-                await waiter
-        except TimeoutError:
-            raise UpstreamError(
-                "write_timeout", f"the upstream accepted no request body for {timeout:g}s"
-            ) from None
-        if self._lost:
-            raise UpstreamError("disconnected", "the upstream closed the connection")
-
-    async def next_event(self, timeout: float) -> h11.Event:
-        """The next h11 event, reading from the socket as needed (``timeout`` per wait)."""
-        while True:
-            event = self.parser.next_event()
-            if isinstance(event, h11.Event):
-                return event
-            if event is h11.PAUSED:
-                raise UpstreamError("protocol_error", "the upstream sent bytes after its response")
-            if not self._chunks and not self._eof:
-                waiter = self._data_waiter = self._loop.create_future()
-                try:
-                    async with asyncio.timeout(timeout):
-                        await waiter
-                except TimeoutError:
-                    raise UpstreamError(
-                        "read_timeout", f"the upstream sent nothing for {timeout:g}s"
-                    ) from None
-            self._feed()
-
-    def _feed(self) -> None:
-        if self._chunks:
-            data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-            self._chunks.clear()
-            self._buffered = 0
-            if self._reading_paused and self.transport is not None:
-                self._reading_paused = False
-                self.transport.resume_reading()
-            self.parser.receive_data(data)
-        elif self._eof:
-            self.parser.receive_data(b"")
-
-    def close(self) -> None:
-        self._eof = True
-        if self.transport is not None:
-            self.transport.abort()
-
-
 class UpstreamResponse:
     """A response head, with its body read chunk by chunk through :meth:`read`.
 
@@ -290,7 +116,7 @@ class UpstreamResponse:
     def __init__(
         self,
         client: UpstreamClient,
-        connection: _Connection,
+        connection: UpstreamConnection,
         status: int,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
@@ -327,7 +153,8 @@ class UpstreamResponse:
                 if type(following) is h11.EndOfMessage:
                     self._finish()
                     return data, False
-                assert isinstance(following, h11.Event)
+                if not isinstance(following, h11.Event):  # PAUSED: h11 saw a protocol switch
+                    raise UpstreamError("protocol_error", "the upstream switched protocols")
                 self._pending = following
                 return data, True
             if type(event) is h11.EndOfMessage:
@@ -335,7 +162,7 @@ class UpstreamResponse:
                 return b"", False
         except h11.RemoteProtocolError as error:
             self._abort()
-            if connection.closed_by_peer:
+            if connection.close_parsed:
                 raise UpstreamError(
                     "disconnected", f"the upstream closed mid-body: {error}"
                 ) from None
@@ -381,7 +208,7 @@ class UpstreamClient:
         self.timeouts = timeouts or UpstreamTimeouts()
         self.keepalive = keepalive
         self.max_idle = max_idle
-        self._idle: list[_Connection] = []
+        self._idle: list[UpstreamConnection] = []
         self._closed = False
 
     @property
@@ -399,7 +226,8 @@ class UpstreamClient:
         """Send a request and return once the response head arrived.
 
         With ``body``, the request is framed by ``content_length`` when given, else
-        chunked. Raises :class:`UpstreamError`; exceptions from ``body`` propagate.
+        chunked. Raises :class:`UnsendableRequest` for a head h11 will not send, else
+        :class:`UpstreamError`; exceptions from ``body`` propagate.
         """
         if body is not None:
             headers = [
@@ -408,29 +236,29 @@ class UpstreamClient:
                 if content_length is not None
                 else (b"transfer-encoding", b"chunked"),
             ]
+        try:
+            head = h11.Request(method=method, target=target, headers=headers)
+        except h11.LocalProtocolError as error:
+            raise UnsendableRequest(str(error)) from None
         connection = await self._acquire()
         try:
-            return await self._exchange(connection, method, target, headers, body)
+            return await self._exchange(connection, head, body)
         except _StaleConnection:
             if body is not None or method not in IDEMPOTENT_METHODS:
                 raise UpstreamError(
                     "disconnected", "the upstream closed a kept-alive connection"
                 ) from None
-        return await self._exchange(await self._connect(), method, target, headers, body)
+        return await self._exchange(await self._connect(), head, body)
 
     async def _exchange(
         self,
-        connection: _Connection,
-        method: bytes,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
+        connection: UpstreamConnection,
+        head: h11.Request,
         body: BodySource | None,
     ) -> UpstreamResponse:
         try:
             parser = connection.parser
-            connection.write(
-                parser.send(h11.Request(method=method, target=target, headers=headers))
-            )
+            connection.write(parser.send(head))
             if body is not None:
                 await self._send_body(connection, body)
             connection.write(parser.send(h11.EndOfMessage()))
@@ -442,7 +270,7 @@ class UpstreamClient:
             connection.close()
             raise
 
-    async def _send_body(self, connection: _Connection, body: BodySource) -> None:
+    async def _send_body(self, connection: UpstreamConnection, body: BodySource) -> None:
         parser = connection.parser
         write_timeout = self.timeouts.write
         more = True
@@ -452,7 +280,7 @@ class UpstreamClient:
                 connection.write(parser.send(h11.Data(data=data)))
                 await connection.drain(write_timeout)
 
-    async def _response_head(self, connection: _Connection) -> UpstreamResponse:
+    async def _response_head(self, connection: UpstreamConnection) -> UpstreamResponse:
         read_timeout = self.timeouts.read
         while True:
             try:
@@ -460,7 +288,7 @@ class UpstreamClient:
                 if type(event) is h11.Response:
                     return self._started(connection, event)
             except h11.RemoteProtocolError as error:
-                if not connection.closed_by_peer:
+                if not connection.close_parsed:
                     raise UpstreamError("protocol_error", str(error)) from None
                 event = h11.ConnectionClosed()
             if type(event) is h11.ConnectionClosed:
@@ -474,17 +302,19 @@ class UpstreamClient:
                 continue  # 100 Continue and friends: the final response follows
             raise UpstreamError("protocol_error", f"unexpected {event!r} before the response")
 
-    def _started(self, connection: _Connection, head: h11.Response) -> UpstreamResponse:
+    def _started(self, connection: UpstreamConnection, head: h11.Response) -> UpstreamResponse:
         response = UpstreamResponse(self, connection, head.status_code, list(head.headers))
         following = connection.parser.next_event()
         if type(following) is h11.EndOfMessage:
             response._finish()  # a body-less response (HEAD, 204, 304) ends with its head
-        elif following is not h11.NEED_DATA:
-            assert isinstance(following, h11.Event)
+        elif isinstance(following, h11.Event):
             response._pending = following  # body bytes that came with the head
+        elif following is h11.PAUSED:
+            # A 2xx answer to CONNECT switches protocols (the proxy refuses CONNECT first).
+            raise UpstreamError("protocol_error", "the upstream switched protocols")
         return response
 
-    async def _acquire(self) -> _Connection:
+    async def _acquire(self) -> UpstreamConnection:
         now = time.monotonic()
         while self._idle:
             connection = self._idle.pop()
@@ -494,14 +324,14 @@ class UpstreamClient:
             connection.close()
         return await self._connect()
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
         upstream = self.upstream
         timeout = self.timeouts.connect
         try:
             async with asyncio.timeout(timeout):
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(loop), upstream.host, upstream.port
+                    lambda: UpstreamConnection(loop), upstream.host, upstream.port
                 )
         except TimeoutError:
             raise UpstreamError(
@@ -515,14 +345,16 @@ class UpstreamClient:
             ) from None
         return connection
 
-    def release(self, connection: _Connection) -> None:
-        """Return a connection whose exchange completed; it is closed if not reusable."""
+    def release(self, connection: UpstreamConnection) -> None:
+        """Return a connection whose exchange completed; it is closed if not reusable,
+        or when the upstream sent more than its response (never another's answer)."""
         parser = connection.parser
         if (
             self._closed
             or parser.our_state is not h11.DONE
             or parser.their_state is not h11.DONE
             or not connection.usable
+            or connection.has_unread_bytes
             or len(self._idle) >= self.max_idle
         ):
             connection.close()
