@@ -10,8 +10,9 @@ from typing import Any
 
 from jsonschema import Draft7Validator
 
-from ouro_obs.slo.dashboards import dashboard_artifacts, dashboard_paths
-from ouro_obs.slo.grafana_model import iter_panels
+from ouro_obs.slo.conventions import dashboard_paths
+from ouro_obs.slo.dashboards import dashboard_artifacts
+from ouro_obs.slo.dashboards.grafana_model import iter_panels
 from ouro_obs.slo.spec import ServiceSpec, load_spec
 from tests.support.tools import REPO_ROOT, schema_path
 

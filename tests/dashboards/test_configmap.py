@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ouro_obs.slo.dashboards import configmap_path, dashboard_artifacts, dashboard_paths
+from ouro_obs.slo.conventions import DASHBOARDS_CONFIGMAP_PATH, dashboard_paths
+from ouro_obs.slo.dashboards import dashboard_artifacts
 from ouro_obs.slo.render import render_document
 from ouro_obs.slo.spec import parse_spec
 from tests.dashboards.support import SPECS, spec
@@ -19,7 +20,7 @@ LAST_APPLIED_LIMIT_BYTES = 262_144
 
 
 def configmap(name: str) -> dict[str, Any]:
-    document: dict[str, Any] = dashboard_artifacts(spec(name))[configmap_path()]
+    document: dict[str, Any] = dashboard_artifacts(spec(name))[DASHBOARDS_CONFIGMAP_PATH]
     return document
 
 
@@ -40,14 +41,14 @@ def test_takes_the_namespace_from_the_spec_only_when_it_has_one() -> None:
     text = (SPECS["payments"]).read_text()
     assert configmap("payments")["metadata"]["namespace"] == "billing"
     without = parse_spec(text.replace("namespace: billing\n", ""), "no-namespace.yaml")
-    metadata = dashboard_artifacts(without)[configmap_path()]["metadata"]
+    metadata = dashboard_artifacts(without)[DASHBOARDS_CONFIGMAP_PATH]["metadata"]
     assert "namespace" not in metadata
 
 
 @pytest.mark.parametrize("name", list(SPECS))
 def test_holds_both_dashboards_exactly_as_the_json_files(name: str) -> None:
     artifacts = dashboard_artifacts(spec(name))
-    data = artifacts[configmap_path()]["data"]
+    data = artifacts[DASHBOARDS_CONFIGMAP_PATH]["data"]
     paths = dashboard_paths(spec(name)).values()
     assert data == {
         path.rsplit("/", 1)[1]: render_document(path, artifacts[path]) for path in paths
@@ -58,6 +59,6 @@ def test_holds_both_dashboards_exactly_as_the_json_files(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(SPECS))
 def test_round_trips_through_yaml_and_fits_kubectl_apply(name: str) -> None:
-    text = render_document(configmap_path(), configmap(name))
+    text = render_document(DASHBOARDS_CONFIGMAP_PATH, configmap(name))
     assert yaml.safe_load(text) == configmap(name)
     assert len(text.encode()) < LAST_APPLIED_LIMIT_BYTES

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from grafanalib import core as grafana
 
-from ouro_obs.slo.grafana_model import (
+from ouro_obs.slo.dashboards.grafana_model import (
     LEGACY_DASHBOARD_KEYS,
     SCHEMA_VERSION,
     datasource_ref,

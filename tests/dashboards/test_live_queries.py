@@ -29,12 +29,13 @@ from typing import Any, Self
 import pytest
 import yaml
 
-from ouro_obs.processes import PrometheusServer, free_port
-from ouro_obs.slo.commands import generated_files, rule_file_path
-from ouro_obs.slo.dashboards import ALL_VALUE, dashboard_paths
-from ouro_obs.slo.rules import alert_names
+from ouro_obs.demo.lifecycle import free_port
+from ouro_obs.slo.artifacts import generated_files
+from ouro_obs.slo.conventions import alert_names, dashboard_paths, rule_file_path
+from ouro_obs.slo.dashboards import ALL_VALUE
 from ouro_obs.slo.spec import ServiceSpec, load_spec
 from tests.dashboards.support import EXAMPLE_SPEC, targets
+from tests.support.processes import PrometheusServer
 from tests.support.shop import shop_process
 from tests.support.tools import require_tool
 
@@ -116,8 +117,8 @@ class Traffic:
                 status: int = response.status
                 return status
         except urllib.error.HTTPError as error:
-            error.read()
-            error.close()
+            with error:  # closed even when reading the error body times out
+                error.read()
             return error.code
 
     def _record(self, error: Exception) -> None:
@@ -207,7 +208,9 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveShop]:
     workdir = tmp_path_factory.mktemp("live-dashboards")
     rule_path = workdir / "shop.rules.yaml"
     rule_path.write_text(rules_evaluated_every_second(files[rule_file_path(spec)]))
-    dashboards = {kind: json.loads(files[path]) for kind, path in dashboard_paths(spec).items()}
+    dashboards: dict[str, dict[str, Any]] = {
+        kind: json.loads(files[path]) for kind, path in dashboard_paths(spec).items()
+    }
     app_port, metrics_port = free_port(), free_port()
     app = shop_process(
         app_port,

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from ouro_obs.metrics import MetricNames
+from ouro_obs.contract import MetricNames
+from ouro_obs.slo.conventions import DashboardKind, alert_names, dashboard_uid
 from ouro_obs.slo.dashboards import (
     ALL_VALUE,
     DATASOURCE_VARIABLE,
@@ -17,9 +18,8 @@ from ouro_obs.slo.dashboards import (
     TRACES_VARIABLE,
     dashboard_artifacts,
 )
-from ouro_obs.slo.grafana_model import SCHEMA_VERSION
-from ouro_obs.slo.rules import alert_names, rule_groups
-from ouro_obs.slo.spec import DashboardKind, dashboard_uid
+from ouro_obs.slo.dashboards.grafana_model import SCHEMA_VERSION
+from ouro_obs.slo.rules import RecordingRule, rule_groups
 from tests.dashboards.support import SPECS, dashboards_of, panels, schema_errors, spec, targets
 
 KINDS: tuple[DashboardKind, ...] = ("overview", "slo")
@@ -226,10 +226,10 @@ def test_the_slo_dashboard_reads_only_rules_the_generator_writes(slos: Case) -> 
     name, _, dashboard = slos
     service_spec = spec(name)
     records = {
-        rule["record"]
+        rule.record
         for group in rule_groups(service_spec)
-        for rule in group["rules"]
-        if "record" in rule
+        for rule in group.rules
+        if isinstance(rule, RecordingRule)
     }
     used = {m for _, t in targets(dashboard) for m in METRIC_NAME.findall(t["expr"])}
     assert used - {"ALERTS"} <= records

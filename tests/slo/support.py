@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ouro_obs.slo.commands import generated_files
+from ouro_obs.slo.artifacts import generated_files
 from ouro_obs.slo.render import write_files
 from ouro_obs.slo.spec import load_spec
 from tests.support.tools import REPO_ROOT
@@ -21,7 +21,7 @@ GOLDEN_NAMES = tuple(sorted(p.stem.removeprefix("in-") for p in TESTDATA.glob("i
 #: Set to 1 to rewrite testdata/out-*/ from the current generator.
 UPDATE_ENV = "OURO_OBS_UPDATE_GOLDEN"
 #: The committed outputs of the example spec, relative to the repository root.
-EXAMPLE_OUTPUT_DIRS = ("alerts", "dashboards", "deploy/generated")
+EXAMPLE_OUTPUT_DIRS = ("alertmanager", "alerts", "dashboards", "deploy/generated")
 
 
 def golden_input(name: str) -> Path:

@@ -40,7 +40,7 @@ CASES = [
         "spec.yaml:5: slos[0].objective: required; add the target in percent, e.g. "
         "'objective: 99.9'\n"
         "spec.yaml:6: slos[0].objetive: unknown field; did you mean 'objective'? known fields: "
-        "name, description, objective, window, sli",
+        "name, description, objective, window, sli, alerting",
         id="misspelt-field",
     ),
     pytest.param(

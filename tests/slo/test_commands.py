@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ouro_obs.slo.commands import generated_files
+from ouro_obs.slo import commands
+from ouro_obs.slo.artifacts import generated_files
 from ouro_obs.slo.spec import load_spec
 from tests.slo.support import files_under, golden_input
 from tests.support.tools import require_tool
@@ -98,3 +100,17 @@ def test_check_fails_when_promtool_rejects_the_rules(tmp_path: Path) -> None:
     assert finished.returncode == 1
     assert "promtool check rules alerts/checkout.rules.yaml: FAILED" in finished.stdout
     assert "FAILED: check rules alerts/checkout.rules.yaml" in finished.stderr
+
+
+@pytest.mark.parametrize("name", ["generate", "check", "schema"])
+def test_configure_adds_the_command_arguments_and_its_handler(name: str) -> None:
+    parser = argparse.ArgumentParser(prog=f"ouro-obs {name}")
+    commands.configure(name, parser)
+    args = parser.parse_args([] if name == "schema" else ["slo.yaml"])
+    assert callable(args.handler)
+    assert parser.description
+
+
+def test_configure_refuses_a_command_it_does_not_provide() -> None:
+    with pytest.raises(ValueError, match="no command 'sidecar'"):
+        commands.configure("sidecar", argparse.ArgumentParser())

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ouro_obs.processes import PrometheusServer, free_port
+from ouro_obs.demo.lifecycle import free_port
+from tests.support.processes import PrometheusServer
 from tests.support.shop import shop_process
 from tests.support.tools import REPO_ROOT, require_tool
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ouro_obs.slo.commands import generated_files
+from ouro_obs.slo.artifacts import generated_files
 from ouro_obs.slo.render import write_files
 from ouro_obs.slo.spec import load_spec
 from tests.slo.support import (

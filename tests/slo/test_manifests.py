@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
-from ouro_obs.slo.commands import rule_file_path
+from ouro_obs.slo.conventions import rule_file_path
 from ouro_obs.slo.spec import load_spec
 from tests.slo.support import EXAMPLE_SPEC, GOLDEN_NAMES, golden_input, golden_output
 from tests.support.tools import REPO_ROOT, require_tool, schema_path

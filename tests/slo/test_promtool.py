@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ouro_obs.slo.commands import rule_file_path, rule_test_path
+from ouro_obs.slo.conventions import rule_file_path, rule_test_path
 from ouro_obs.slo.spec import load_spec
 from tests.slo.support import (
     EXAMPLE_SPEC,

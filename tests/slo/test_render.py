@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ouro_obs.slo.render import HEADER, render_document, render_json, render_yaml, write_files
+from ouro_obs.slo.render import (
+    HEADER,
+    document_data,
+    render_document,
+    render_json,
+    render_yaml,
+    write_files,
+)
+from ouro_obs.slo.rules import AlertRule, RecordingRule, RuleGroup
+from ouro_obs.slo.windows import Window
 
 
 def test_yaml_keeps_key_order_writes_multiline_promql_as_blocks_and_never_wraps() -> None:
@@ -60,3 +69,34 @@ def test_unencodable_text_fails_before_any_target_changes(tmp_path: Path) -> Non
         write_files(tmp_path, {"a.yaml": "new\n", "b.yaml": "\udcff lone surrogate\n"})
     assert (tmp_path / "a.yaml").read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml"]
+
+
+def test_typed_rules_render_as_prometheus_rule_file_entries() -> None:
+    recording = RecordingRule("slo:objective:ratio", "vector(0.999)", {"service": "shop"})
+    alert = AlertRule("ShopDown", "up == 0", {"severity": "page"}, {"summary": "s"}, Window(5))
+    group = RuleGroup("shop", (recording, alert), interval=Window(1))
+    assert document_data({"groups": [group]}) == {
+        "groups": [
+            {
+                "name": "shop",
+                "interval": "1m",
+                "rules": [
+                    {
+                        "record": "slo:objective:ratio",
+                        "expr": "vector(0.999)",
+                        "labels": {"service": "shop"},
+                    },
+                    {
+                        "alert": "ShopDown",
+                        "expr": "up == 0",
+                        "for": "5m",
+                        "labels": {"severity": "page"},
+                        "annotations": {"summary": "s"},
+                    },
+                ],
+            }
+        ]
+    }
+    text = render_yaml({"groups": (RuleGroup("g", (alert,)),)}, header=False)
+    assert text.startswith("groups:\n  - name: g\n    rules:\n      - alert: ShopDown\n")
+    assert "for: 5m\n" in text

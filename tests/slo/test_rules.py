@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
-from ouro_obs.slo.rules import alert_names, decimal_text, rule_groups, sli_error_expr
-from ouro_obs.slo.spec import ServiceSpec, dashboard_uid, parse_spec
+from ouro_obs.slo.conventions import alert_names, dashboard_uid
+from ouro_obs.slo.promql import decimal_text
+from ouro_obs.slo.rules import AlertRule, RecordingRule, Rule, rule_groups, sli_error_expr
+from ouro_obs.slo.spec import ServiceSpec, parse_spec
 from ouro_obs.slo.windows import all_windows
 
 BASE = """
@@ -32,20 +33,20 @@ LATENCY = (
 )
 
 
-def _rules(spec: ServiceSpec) -> list[dict[str, Any]]:
-    return [rule for group in rule_groups(spec) for rule in group["rules"]]
+def _rules(spec: ServiceSpec) -> list[Rule]:
+    return [rule for group in rule_groups(spec) for rule in group.rules]
 
 
-def _recordings(spec: ServiceSpec) -> list[dict[str, Any]]:
-    return [rule for rule in _rules(spec) if "record" in rule]
+def _recordings(spec: ServiceSpec) -> list[RecordingRule]:
+    return [rule for rule in _rules(spec) if isinstance(rule, RecordingRule)]
 
 
-def _alerts(spec: ServiceSpec) -> dict[str, dict[str, Any]]:
-    return {rule["alert"]: rule for rule in _rules(spec) if "alert" in rule}
+def _alerts(spec: ServiceSpec) -> dict[str, AlertRule]:
+    return {rule.alert: rule for rule in _rules(spec) if isinstance(rule, AlertRule)}
 
 
 def test_thirty_day_slo_records_every_window_the_alerts_need_and_the_period() -> None:
-    names = {rule["record"] for rule in _recordings(_spec(AVAILABILITY))}
+    names = {rule.record for rule in _recordings(_spec(AVAILABILITY))}
     windows = ["5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d"]
     assert names == {
         *(f"slo:sli_error:ratio_rate{w}" for w in windows),
@@ -53,29 +54,38 @@ def test_thirty_day_slo_records_every_window_the_alerts_need_and_the_period() ->
         "slo:objective:ratio",
         "slo:error_budget:ratio",
         "slo:error_budget_remaining:ratio",
+        # The SLO window's events ratio is summed from these recorded rates.
+        "slo:sli_bad_events:rate30m",
+        "slo:sli_events:rate30m",
+        "slo:info",
+        "slo:period:seconds",
     }
 
 
 def test_scaled_windows_name_their_own_durations() -> None:
-    names = {rule["record"] for rule in _recordings(_spec(LATENCY))}
+    names = {rule.record for rule in _recordings(_spec(LATENCY))}
     assert {f"slo:sli_error:ratio_rate{w.duration}" for w in all_windows(28)} <= names
     assert "slo:sli_error:ratio_rate2d19h12m" in names
     assert "slo:sli_error:ratio_rate3d" not in names
 
 
-def test_every_recording_carries_the_service_and_slo_labels() -> None:
+def test_every_recording_carries_the_service_slo_and_spec_labels() -> None:
     for rule in _recordings(_spec(AVAILABILITY + LATENCY)):
-        assert set(rule["labels"]) == {"service", "slo"}
-        assert rule["labels"]["service"] == "shop"
-        assert rule["labels"]["slo"] in {"availability", "latency"}
+        described = {"objective", "window", "sli"} if rule.record == "slo:info" else set()
+        assert set(rule.labels) == {"service", "slo", "team", *described}
+        assert rule.labels["team"] == "storefront"
+        assert rule.labels["service"] == "shop"
+        assert rule.labels["slo"] in {"availability", "latency"}
 
 
 def test_rule_groups_record_before_they_alert() -> None:
-    groups = [group["name"] for group in rule_groups(_spec(AVAILABILITY + LATENCY))]
+    groups = [group.name for group in rule_groups(_spec(AVAILABILITY + LATENCY))]
     assert groups == [
         "shop-slo-availability",
+        "shop-slo-availability-events",
         "shop-slo-availability-period",
         "shop-slo-latency",
+        "shop-slo-latency-events",
         "shop-slo-latency-period",
         "shop-alerts",
     ]
@@ -86,14 +96,14 @@ def test_numbers_are_exact_decimals_without_float_noise() -> None:
         "  - {name: a, objective: 99.95, sli: {kind: availability}}\n"
         "  - {name: b, objective: 99.9, sli: {kind: availability}}\n"
     )
-    text = "\n".join(rule["expr"] for rule in _rules(spec))
+    text = "\n".join(rule.expr for rule in _rules(spec))
     assert not re.search(r"\d\.\d*(0000|9999)\d", text), "float noise in an expression"
     alerts = _alerts(spec)
-    assert "> 0.0072" in alerts["ShopAErrorBudgetBurnPage"]["expr"]  # 14.4 * 0.0005
-    assert "> 0.0144" in alerts["ShopBErrorBudgetBurnPage"]["expr"]  # 14.4 * 0.001
-    assert "> 0.006" in alerts["ShopBErrorBudgetBurnPage"]["expr"]
-    assert "> 0.003" in alerts["ShopBErrorBudgetBurnTicket"]["expr"]
-    records = {(r["record"], r["labels"]["slo"]): r["expr"] for r in _recordings(spec)}
+    assert "> 0.0072" in alerts["ShopAErrorBudgetBurnPage"].expr  # 14.4 * 0.0005
+    assert "> 0.0144" in alerts["ShopBErrorBudgetBurnPage"].expr  # 14.4 * 0.001
+    assert "> 0.006" in alerts["ShopBErrorBudgetBurnPage"].expr
+    assert "> 0.003" in alerts["ShopBErrorBudgetBurnTicket"].expr
+    records = {(r.record, r.labels["slo"]): r.expr for r in _recordings(spec)}
     assert records[("slo:objective:ratio", "a")] == "vector(0.9995)"
     assert records[("slo:error_budget:ratio", "a")] == "vector(0.0005)"
     assert records[("slo:burn_rate:ratio_rate1h", "b")].endswith("/\n0.001")
@@ -112,7 +122,8 @@ def test_availability_counts_error_statuses_over_all_requests_of_the_service() -
     expr = sli_error_expr(spec, spec.slos[0], all_windows(30)[0])
     assert 'sum(rate(http_requests_total{job="shop",status=~"5.."}[5m]))' in expr
     assert "or vector(0)" in expr
-    assert expr.endswith('sum(rate(http_requests_total{job="shop"}[5m]))')
+    # Only windows with traffic have a ratio: 0 / 0 would be NaN.
+    assert expr.endswith('(\n  sum(rate(http_requests_total{job="shop"}[5m])) > 0\n)')
 
 
 def test_latency_counts_requests_above_the_bucket_with_prometheus_le_labels() -> None:
@@ -133,7 +144,7 @@ def test_selector_metrics_namespace_and_methods_reach_every_query() -> None:
     expr = sli_error_expr(spec, spec.slos[0], all_windows(30)[0])
     assert 'myapp_http_requests_total{namespace="prod",job="api",method=~"GET|POST"}' in expr
     assert 'absent(myapp_http_requests_total{namespace="prod",job="api"})' in [
-        rule["expr"] for rule in _alerts(spec).values()
+        rule.expr for rule in _alerts(spec).values()
     ]
 
 
@@ -148,7 +159,7 @@ def test_page_and_ticket_alerts_have_distinct_names_per_slo() -> None:
 
 
 def test_page_is_the_workbook_pair_of_multiwindow_conditions_with_the_traffic_guard() -> None:
-    expr = _alerts(_spec(AVAILABILITY))["ShopAvailabilityErrorBudgetBurnPage"]["expr"]
+    expr = _alerts(_spec(AVAILABILITY))["ShopAvailabilityErrorBudgetBurnPage"].expr
     conditions = expr.split("\nor\n")
     assert len(conditions) == 2
     assert 'ratio_rate5m{service="shop",slo="availability"} > 0.0144' in conditions[0]
@@ -162,16 +173,16 @@ def test_page_is_the_workbook_pair_of_multiwindow_conditions_with_the_traffic_gu
 
 def test_the_low_traffic_guard_follows_the_spec_and_never_guards_tickets() -> None:
     guarded = _alerts(_spec(AVAILABILITY, extra="page_min_requests: 25\n"))
-    assert ">= 25" in guarded["ShopAvailabilityErrorBudgetBurnPage"]["expr"]
-    assert "increase" not in guarded["ShopAvailabilityErrorBudgetBurnTicket"]["expr"]
+    assert ">= 25" in guarded["ShopAvailabilityErrorBudgetBurnPage"].expr
+    assert "increase" not in guarded["ShopAvailabilityErrorBudgetBurnTicket"].expr
     unguarded = _alerts(_spec(AVAILABILITY, extra="page_min_requests: 0\n"))
-    assert "increase" not in unguarded["ShopAvailabilityErrorBudgetBurnPage"]["expr"]
+    assert "increase" not in unguarded["ShopAvailabilityErrorBudgetBurnPage"].expr
 
 
 def test_every_alert_has_summary_description_with_value_runbook_and_dashboard() -> None:
     spec = _spec(AVAILABILITY + LATENCY)
     for name, rule in _alerts(spec).items():
-        annotations = rule["annotations"]
+        annotations = rule.annotations
         assert set(annotations) == {"summary", "description", "runbook_url", "dashboard_url"}
         assert "{{ $value" in annotations["description"], name
         assert annotations["runbook_url"] == f"https://runbooks.example.com/shop#{name.lower()}"
@@ -182,14 +193,15 @@ def test_every_alert_has_summary_description_with_value_runbook_and_dashboard() 
 def test_alert_labels_route_pages_and_tickets_and_carry_the_team() -> None:
     spec = _spec(AVAILABILITY, extra="page_labels: {severity: critical, pager: 'yes'}\n")
     alerts = _alerts(spec)
-    assert alerts["ShopAvailabilityErrorBudgetBurnPage"]["labels"] == {
+    assert alerts["ShopAvailabilityErrorBudgetBurnPage"].labels == {
         "service": "shop",
         "slo": "availability",
         "team": "storefront",
         "severity": "critical",
         "pager": "yes",
+        "urgency": "page",
     }
-    assert alerts["ShopAvailabilityErrorBudgetBurnTicket"]["labels"]["severity"] == "ticket"
-    assert alerts["ShopTargetDown"]["expr"] == 'up{job="shop"} == 0'
-    assert alerts["ShopTargetDown"]["labels"]["severity"] == "ticket"
-    assert alerts["ShopMetricsAbsent"]["labels"]["severity"] == "critical"
+    assert alerts["ShopAvailabilityErrorBudgetBurnTicket"].labels["severity"] == "warning"
+    assert alerts["ShopTargetDown"].expr == 'up{job="shop"} == 0'
+    assert alerts["ShopTargetDown"].labels["severity"] == "warning"
+    assert alerts["ShopMetricsAbsent"].labels["severity"] == "critical"

@@ -51,8 +51,8 @@ def test_defaults_fill_what_the_spec_leaves_out() -> None:
     spec = load_spec(golden_input("availability-30d"))
     assert spec.slos[0].window_days == 30
     assert spec.slos[0].sli == AvailabilitySLI(error_status_regex="5..")
-    assert spec.page_labels == {"severity": "page"}
-    assert spec.ticket_labels == {"severity": "ticket"}
+    assert spec.page_labels == {"severity": "critical"}
+    assert spec.ticket_labels == {"severity": "warning"}
     assert spec.page_min_requests == 100
     assert spec.grafana_url == ""
 

@@ -10,7 +10,6 @@ from ouro_obs.slo.windows import (
     Window,
     alert_windows,
     all_windows,
-    format_duration,
     period_window,
 )
 
@@ -67,8 +66,8 @@ def test_all_windows_lists_every_alert_window_and_the_period_once_shortest_first
     ("minutes", "text"),
     [(1, "1m"), (90, "1h30m"), (1440, "1d"), (4032, "2d19h12m"), (43200, "30d")],
 )
-def test_durations_use_prometheus_syntax(minutes: int, text: str) -> None:
-    assert format_duration(minutes) == text
+def test_window_durations_use_prometheus_syntax(minutes: int, text: str) -> None:
+    assert Window(minutes).duration == text
 
 
 def test_a_window_below_one_minute_or_a_period_below_one_day_is_refused() -> None:

@@ -1,5 +1,8 @@
 """The ``generate``, ``check`` and ``schema`` commands of ``ouro-obs``.
 
+``ouro_obs.cli`` imports this module only when one of them runs, and calls
+:func:`configure` with the command's parser.
+
 Exit codes: 0 success; 1 a check failed (promtool, or ``generate --check`` found stale
 files); 2 the spec or the command line is wrong, and nothing was written.
 """
@@ -13,75 +16,21 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from ouro_obs.slo.manifests import (
-    GENERATED_DIR,
-    kustomization,
-    prometheus_rule,
-    service_monitor,
-)
-from ouro_obs.slo.render import render_document, write_files
-from ouro_obs.slo.rules import rule_groups
+from ouro_obs.slo.conventions import rule_file_path, rule_test_path
+from ouro_obs.slo.environments import output_files, output_sets
+from ouro_obs.slo.render import write_files
 from ouro_obs.slo.spec import ServiceSpec, SpecError, load_spec, spec_json_schema
-from ouro_obs.slo.tests import promtool_tests
 
-__all__ = [
-    "EXIT_BAD_SPEC",
-    "EXIT_FAILED",
-    "generated_documents",
-    "generated_files",
-    "register",
-    "rule_file_path",
-    "rule_test_path",
-]
+__all__ = ["EXIT_BAD_SPEC", "EXIT_FAILED", "configure"]
 
 EXIT_FAILED = 1
 EXIT_BAD_SPEC = 2
 #: promtool's own run time is bounded by the generated tests; this only stops a hang.
 PROMTOOL_TIMEOUT_SECONDS = 300
-
-
-def rule_file_path(spec: ServiceSpec) -> str:
-    return f"alerts/{spec.service}.rules.yaml"
-
-
-def rule_test_path(spec: ServiceSpec) -> str:
-    return f"alerts/{spec.service}.rules.test.yaml"
-
-
-def generated_documents(spec: ServiceSpec) -> dict[str, Any]:
-    """Every generated file as data: relative path -> document (pure)."""
-    # grafanalib comes with the `generate` extra: importing it here keeps the other
-    # sub-commands of `ouro-obs` working without it.
-    from ouro_obs.slo.dashboards import dashboard_artifacts  # noqa: PLC0415
-
-    groups = rule_groups(spec)
-    rules_path = rule_file_path(spec)
-    documents: dict[str, Any] = {
-        rules_path: {"groups": groups},
-        rule_test_path(spec): promtool_tests(spec, Path(rules_path).name),
-        f"{GENERATED_DIR}/prometheusrule.yaml": prometheus_rule(spec, groups),
-        f"{GENERATED_DIR}/servicemonitor.yaml": service_monitor(spec),
-    }
-    for path, document in sorted(dashboard_artifacts(spec).items()):
-        if path in documents:
-            raise ValueError(f"the dashboards generator also writes {path}")
-        documents[path] = document
-    kustomization_path = f"{GENERATED_DIR}/kustomization.yaml"
-    manifests = [
-        path.removeprefix(f"{GENERATED_DIR}/")
-        for path in documents
-        if path.startswith(f"{GENERATED_DIR}/") and path.endswith((".yaml", ".yml"))
-    ]
-    documents[kustomization_path] = kustomization(manifests)
-    return dict(sorted(documents.items()))
-
-
-def generated_files(spec: ServiceSpec) -> dict[str, str]:
-    """Every generated file as text: relative path -> content (pure, deterministic)."""
-    return {path: render_document(path, doc) for path, doc in generated_documents(spec).items()}
 
 
 def _load(spec_path: str, stderr: TextIO) -> ServiceSpec | None:
@@ -107,11 +56,21 @@ def _stale(root: Path, files: dict[str, str]) -> list[str]:
     return stale
 
 
+def _files(args: argparse.Namespace, spec: ServiceSpec) -> dict[str, str] | None:
+    try:
+        return output_files(spec, args.environment)
+    except ValueError as error:
+        print(f"ouro-obs: {args.spec}: {error}", file=sys.stderr)
+        return None
+
+
 def _generate(args: argparse.Namespace) -> int:
     spec = _load(args.spec, sys.stderr)
     if spec is None:
         return EXIT_BAD_SPEC
-    files = generated_files(spec)
+    files = _files(args, spec)
+    if files is None:
+        return EXIT_BAD_SPEC
     root = Path(args.output)
     if args.check:
         stale = _stale(root, files)
@@ -120,7 +79,8 @@ def _generate(args: argparse.Namespace) -> int:
         if stale:
             print(
                 f"ouro-obs: {len(stale)} generated file(s) are out of date; run: "
-                f"ouro-obs generate {args.spec} -o {args.output}",
+                f"ouro-obs generate {args.spec} -o {args.output}"
+                + (f" --environment {args.environment}" if args.environment else ""),
                 file=sys.stderr,
             )
             return EXIT_FAILED
@@ -150,7 +110,9 @@ def _check(args: argparse.Namespace) -> int:
     spec = _load(args.spec, sys.stderr)
     if spec is None:
         return EXIT_BAD_SPEC
-    files = generated_files(spec)
+    files = _files(args, spec)
+    if files is None:
+        return EXIT_BAD_SPEC
     slos = f"{len(spec.slos)} SLO{'s' if len(spec.slos) != 1 else ''}"
     print(f"{args.spec}: the spec is valid ({slos}, {len(files)} files)")
     if args.promtool is not None and shutil.which(args.promtool) is None:
@@ -168,10 +130,15 @@ def _check(args: argparse.Namespace) -> int:
         root = Path(directory)
         write_files(root, files)
         failed = False
-        for action, path in (("check", rule_file_path(spec)), ("test", rule_test_path(spec))):
-            status, output = _run([promtool, action, "rules", path], cwd=root)
+        runs = [
+            (action, prefix + path(one))
+            for prefix, one in output_sets(spec, args.environment)
+            for action, path in (("check", rule_file_path), ("test", rule_test_path))
+        ]
+        for action, relative in runs:
+            status, output = _run([promtool, action, "rules", relative], cwd=root)
             verdict = "passed" if status == 0 else "FAILED"
-            print(f"promtool {action} rules {path}: {verdict}")
+            print(f"promtool {action} rules {relative}: {verdict}")
             if status != 0:
                 failed = True
                 print(output, file=sys.stderr)
@@ -188,37 +155,55 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: Any) -> None:
-    """Add ``generate``, ``check`` and ``schema`` to the ``ouro-obs`` sub-commands."""
-    generate = subparsers.add_parser(
-        "generate",
-        help="write rules, promtool tests, dashboards and manifests from an SLO spec",
-        description="Write alerts/, dashboards/ and deploy/generated/ under DIR from SPEC.",
+def _environment_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--environment",
+        metavar="NAME",
+        help="only this environment of the spec's environments, into DIR itself "
+        "(default: each environment into DIR/<name>/)",
     )
-    generate.add_argument("spec", metavar="SPEC", help="the SLO spec (YAML)")
-    generate.add_argument(
+
+
+def _configure_generate(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    parser.description = "Write alerts/, dashboards/ and deploy/generated/ under DIR from SPEC."
+    parser.add_argument("spec", metavar="SPEC", help="the SLO spec (YAML)")
+    parser.add_argument(
         "-o", "--output", metavar="DIR", default=".", help="output directory (default: .)"
     )
-    generate.add_argument(
+    parser.add_argument(
         "--check",
         action="store_true",
         help="write nothing; exit 1 if any generated file under DIR differs",
     )
-    generate.set_defaults(handler=_generate)
+    _environment_option(parser)
+    return _generate
 
-    check = subparsers.add_parser(
-        "check",
-        help="validate an SLO spec and run promtool check/test on its generated rules",
-        description="Validate SPEC, generate into a temporary directory, then run "
-        "`promtool check rules` and `promtool test rules` when promtool is installed.",
-    )
-    check.add_argument("spec", metavar="SPEC", help="the SLO spec (YAML)")
-    check.add_argument("--promtool", metavar="PATH", help="promtool binary (default: on PATH)")
-    check.set_defaults(handler=_check)
 
-    schema = subparsers.add_parser(
-        "schema",
-        help="print the JSON Schema of the SLO spec (for editors)",
-        description="Print the JSON Schema (Draft 7) of the ouro-obs SLO spec.",
+def _configure_check(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    parser.description = (
+        "Validate SPEC, generate into a temporary directory, then run "
+        "`promtool check rules` and `promtool test rules` when promtool is installed."
     )
-    schema.set_defaults(handler=_schema)
+    parser.add_argument("spec", metavar="SPEC", help="the SLO spec (YAML)")
+    parser.add_argument("--promtool", metavar="PATH", help="promtool binary (default: on PATH)")
+    _environment_option(parser)
+    return _check
+
+
+def _configure_schema(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    parser.description = "Print the JSON Schema (Draft 7) of the ouro-obs SLO spec."
+    return _schema
+
+
+_COMMANDS = {
+    "generate": _configure_generate,
+    "check": _configure_check,
+    "schema": _configure_schema,
+}
+
+
+def configure(name: str, parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of command ``name`` (generate, check or schema) and its handler."""
+    if name not in _COMMANDS:
+        raise ValueError(f"ouro_obs.slo.commands has no command {name!r}")
+    parser.set_defaults(handler=_COMMANDS[name](parser))

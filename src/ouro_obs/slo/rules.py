@@ -1,350 +1,293 @@
-"""Spec -> Prometheus recording and alerting rules, as plain data (pure functions).
+"""Spec -> Prometheus recording and alerting rules, as typed objects (pure functions).
 
 For each SLO: the SLI error ratio over every window the alerts need and over the SLO
 window (``slo:sli_error:ratio_rate<W>``), the burn rate (``slo:burn_rate:ratio_rate<W>``),
-the objective, the error budget and the budget remaining; then the multi-window
-multi-burn-rate page and ticket alerts of the SRE Workbook. For the service: a scrape
-target down and request metrics absent. Every number is an exact decimal.
+the objective, the error budget and the budget remaining; then the alerts, built by
+:mod:`ouro_obs.slo.alerts` over these recordings. Every number is an exact decimal.
+
+The promtool tests, the manifests and the dashboards read these objects by attribute;
+only :mod:`ouro_obs.slo.render` turns them into the mappings of a rule file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
+from decimal import ROUND_HALF_UP, Decimal
 
-from prometheus_client.utils import floatToGoString
-
-from ouro_obs.metrics import MetricNames
-from ouro_obs.slo.spec import (
-    AvailabilitySLI,
-    LatencySLI,
-    ServiceSpec,
-    SLOSpec,
-    alert_name_stem,
-    dashboard_uid,
-)
-from ouro_obs.slo.windows import BurnRateAlert, Window, alert_windows, all_windows, period_window
+from ouro_obs.contract import METHOD_LABEL, ROUTE_LABEL, STATUS_LABEL, MetricNames
+from ouro_obs.slo import alerts, conventions, promql
+from ouro_obs.slo.alerts import SERVICE_ALERT_FOR, AlertRule
+from ouro_obs.slo.promql import Matcher, decimal_text
+from ouro_obs.slo.spec import AvailabilitySLI, ServiceSpec, SLOSpec
+from ouro_obs.slo.windows import Window, burn_windows, period_window
 
 __all__ = [
-    "BUDGET_REMAINING_RECORD",
-    "ERROR_BUDGET_RECORD",
-    "OBJECTIVE_RECORD",
+    "EVENTS_PER_PERIOD",
+    "MIN_EVENTS_INTERVAL",
     "PERIOD_GROUP_INTERVAL",
     "SERVICE_ALERT_FOR",
-    "AlertNames",
-    "alert_names",
-    "burn_rate_record",
-    "decimal_text",
-    "le_label",
-    "rule_file",
+    "AlertRule",
+    "RecordingRule",
+    "Rule",
+    "RuleGroup",
+    "alert_rules",
+    "bad_events",
+    "events_interval",
+    "events_ratio",
+    "events_window",
     "rule_groups",
-    "service_alert_names",
     "sli_error_expr",
-    "sli_error_record",
     "sli_selector",
-    "slo_labels",
+    "total_events",
 ]
 
-OBJECTIVE_RECORD = "slo:objective:ratio"
-ERROR_BUDGET_RECORD = "slo:error_budget:ratio"
-BUDGET_REMAINING_RECORD = "slo:error_budget_remaining:ratio"
-#: The SLO-window rules read weeks of samples; evaluating them every few minutes is plenty.
-PERIOD_GROUP_INTERVAL = "5m"
-#: ``for`` of the service alerts: target down, request metrics absent.
-SERVICE_ALERT_FOR = {"target_down": "5m", "metrics_absent": "10m"}
+#: The SLO-window group's interval: well inside the 5-minute lookback, so its series never
+#: go stale between two evaluations, even when one of them is missed.
+PERIOD_GROUP_INTERVAL = Window(2)
+#: The events group runs this many times per SLO window (every 15 minutes for 30 days)...
+EVENTS_PER_PERIOD = 2880
+#: ...but never more often than every 2 minutes.
+MIN_EVENTS_INTERVAL = Window(2)
 
 
-def decimal_text(value: Decimal) -> str:
-    """Plain decimal notation without float noise or exponent: 0.001, 0.0144, 6."""
-    return f"{value.normalize():f}"
+def events_interval(window_days: int) -> Window:
+    """How often the events group records the SLI's event rates: the period / 2880."""
+    minutes = Decimal(period_window(window_days).minutes) / EVENTS_PER_PERIOD
+    rounded = int(minutes.to_integral_value(rounding=ROUND_HALF_UP))
+    return Window(max(MIN_EVENTS_INTERVAL.minutes, rounded))
 
 
-def sli_error_record(window: Window) -> str:
-    return f"slo:sli_error:ratio_rate{window.duration}"
+def events_window(window_days: int) -> Window:
+    """The window of the recorded event rates: twice the interval, so the samples summed
+    over the period count every event exactly twice."""
+    return Window(2 * events_interval(window_days).minutes)
 
 
-def burn_rate_record(window: Window) -> str:
-    return f"slo:burn_rate:ratio_rate{window.duration}"
+@dataclass(frozen=True, slots=True)
+class RecordingRule:
+    record: str
+    expr: str
+    labels: Mapping[str, str]
 
 
-def le_label(threshold: Decimal) -> str:
-    """The ``le`` label value the Python client writes for this bucket ("0.5", "1.0")."""
-    text: str = floatToGoString(float(threshold))  # type: ignore[no-untyped-call]
-    return text
+Rule = RecordingRule | AlertRule
 
 
-def _quote(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
+@dataclass(frozen=True, slots=True)
+class RuleGroup:
+    name: str
+    rules: tuple[Rule, ...]
+    #: Evaluation interval; ``None`` keeps Prometheus's global one.
+    interval: Window | None = None
 
 
-_RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
+# ---------------------------------------------------------------- the SLI
 
 
-def _regex_escape(literal: str) -> str:
-    return "".join(f"\\{char}" if char in _RE2_SPECIAL else char for char in literal)
+def _service_matchers(spec: ServiceSpec) -> list[Matcher]:
+    return promql.equal_matchers(spec.effective_selector)
 
 
-def _one_of(label: str, values: Sequence[str]) -> tuple[str, str, str] | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return (label, "=", values[0])
-    return (label, "=~", "|".join(_regex_escape(value) for value in values))
-
-
-def _selector(matchers: Iterable[tuple[str, str, str] | None]) -> str:
-    parts = [f"{name}{op}{_quote(value)}" for name, op, value in filter(None, matchers)]
-    return "{" + ",".join(parts) + "}"
-
-
-def _base_matchers(spec: ServiceSpec) -> list[tuple[str, str, str] | None]:
-    return [(name, "=", value) for name, value in spec.effective_selector.items()]
-
-
-def sli_selector(spec: ServiceSpec, slo: SLOSpec, *extra: tuple[str, str, str]) -> str:
+def sli_selector(spec: ServiceSpec, slo: SLOSpec, *extra: Matcher) -> str:
     """The label matchers of the SLI's events: the service selector, routes, methods, extra."""
-    return _selector(
+    return promql.selector(
         [
-            *_base_matchers(spec),
-            _one_of("route", slo.sli.routes),
-            _one_of("method", slo.sli.methods),
+            *_service_matchers(spec),
+            promql.one_of(ROUTE_LABEL, slo.sli.routes),
+            promql.one_of(METHOD_LABEL, slo.sli.methods),
             *extra,
         ]
     )
 
 
-def _sum_rate(metric: str, selector: str, window: Window, function: str = "rate") -> str:
-    return f"sum({function}({metric}{selector}[{window.duration}]))"
+def _sum_over(metric: str, selector: str, window: Window, function: str = "rate") -> str:
+    return promql.sum_of(promql.range_function(function, metric + selector, window.duration))
 
 
-def _total_events(spec: ServiceSpec, slo: SLOSpec, window: Window, function: str = "rate") -> str:
+def total_events(
+    spec: ServiceSpec,
+    slo: SLOSpec,
+    window: Window,
+    function: str = "rate",
+    extra: Sequence[Matcher] = (),
+) -> str:
+    """All the SLI's events over ``window``: requests, or duration observations."""
     names = MetricNames(spec.metrics_namespace)
     metric = (
         names.requests_total
         if isinstance(slo.sli, AvailabilitySLI)
         else f"{names.request_duration}_count"
     )
-    return _sum_rate(metric, sli_selector(spec, slo), window, function)
+    return _sum_over(metric, sli_selector(spec, slo, *extra), window, function)
 
 
-def sli_error_expr(spec: ServiceSpec, slo: SLOSpec, window: Window) -> str:
-    """PromQL of the SLO's bad-event ratio over ``window`` (absent when there is no traffic)."""
+def bad_events(
+    spec: ServiceSpec, slo: SLOSpec, window: Window, extra: Sequence[Matcher] = ()
+) -> list[str]:
+    """The lines of the rate of the SLI's bad events over ``window`` (0 without failures)."""
     names = MetricNames(spec.metrics_namespace)
-    total = _total_events(spec, slo, window)
     if isinstance(slo.sli, AvailabilitySLI):
-        errors = _sum_rate(
-            names.requests_total,
-            sli_selector(spec, slo, ("status", "=~", slo.sli.error_status_regex)),
-            window,
-        )
+        status = promql.matches(STATUS_LABEL, slo.sli.error_status_regex)
+        errors = _sum_over(names.requests_total, sli_selector(spec, slo, *extra, status), window)
         # A service that never failed has no error series at all: count that as zero errors.
-        return f"(\n  {errors}\n  or vector(0)\n)\n/\n{total}"
-    good = _sum_rate(
-        f"{names.request_duration}_bucket",
-        sli_selector(spec, slo, ("le", "=", le_label(slo.sli.threshold_seconds))),
-        window,
+        return [errors, "or vector(0)"]
+    bucket = promql.equal("le", promql.le_label(slo.sli.threshold_seconds))
+    selector = sli_selector(spec, slo, *extra, bucket)
+    good = _sum_over(f"{names.request_duration}_bucket", selector, window)
+    # total - good keeps the ratio exact where 1 - good/total adds float noise.
+    return [total_events(spec, slo, window, extra=extra), "-", good]
+
+
+def events_ratio(bad: Sequence[str], total: str) -> str:
+    """``bad / total`` with no result, rather than NaN, when ``total`` is 0 (no traffic)."""
+    return promql.divide(promql.block(*bad), promql.block(f"{total} > 0"))
+
+
+def sli_error_expr(
+    spec: ServiceSpec, slo: SLOSpec, window: Window, extra: Sequence[Matcher] = ()
+) -> str:
+    """PromQL of the SLO's bad-event ratio over ``window`` (absent when there is no traffic)."""
+    return events_ratio(
+        bad_events(spec, slo, window, extra), total_events(spec, slo, window, extra=extra)
     )
-    # (total - good) / total keeps the ratio exact where 1 - good/total adds float noise.
-    return f"(\n  {total}\n  -\n  {good}\n)\n/\n{total}"
 
 
-def slo_labels(spec: ServiceSpec, slo: SLOSpec) -> dict[str, str]:
-    return {"service": spec.service, "slo": slo.name}
+def _slo_series(record: str, spec: ServiceSpec, slo: SLOSpec) -> str:
+    return promql.labelled(record, conventions.slo_labels(spec, slo))
 
 
-def _series(record: str, spec: ServiceSpec, slo: SLOSpec) -> str:
-    return record + _selector((name, "=", value) for name, value in slo_labels(spec, slo).items())
+# ---------------------------------------------------------------- recording rules
 
 
-def _recording(record: str, expr: str, labels: Mapping[str, str]) -> dict[str, Any]:
-    return {"record": record, "expr": expr, "labels": dict(labels)}
-
-
-def _sli_rules(spec: ServiceSpec, slo: SLOSpec, windows: Sequence[Window]) -> list[dict[str, Any]]:
-    labels = slo_labels(spec, slo)
+def _burn_rate_rules(spec: ServiceSpec, slo: SLOSpec, windows: Sequence[Window]) -> list[Rule]:
+    labels = conventions.record_labels(spec, slo)
     budget = decimal_text(slo.error_budget)
-    rules = []
-    for window in windows:
-        rules.append(
-            _recording(sli_error_record(window), sli_error_expr(spec, slo, window), labels)
-        )
-    for window in windows:
-        ratio = _series(sli_error_record(window), spec, slo)
-        rules.append(_recording(burn_rate_record(window), f"{ratio}\n/\n{budget}", labels))
-    return rules
-
-
-def _metadata_rules(spec: ServiceSpec, slo: SLOSpec) -> list[dict[str, Any]]:
-    labels = slo_labels(spec, slo)
-    objective = decimal_text(slo.objective / Decimal(100))
     return [
-        _recording(OBJECTIVE_RECORD, f"vector({objective})", labels),
-        _recording(ERROR_BUDGET_RECORD, f"vector({decimal_text(slo.error_budget)})", labels),
+        RecordingRule(
+            conventions.burn_rate_record(window),
+            promql.divide(_slo_series(conventions.sli_error_record(window), spec, slo), budget),
+            labels,
+        )
+        for window in windows
     ]
 
 
-def _period_rules(spec: ServiceSpec, slo: SLOSpec) -> list[dict[str, Any]]:
+def _sli_rules(spec: ServiceSpec, slo: SLOSpec, windows: Sequence[Window]) -> list[Rule]:
+    labels = conventions.record_labels(spec, slo)
+    errors: list[Rule] = [
+        RecordingRule(
+            conventions.sli_error_record(window), sli_error_expr(spec, slo, window), labels
+        )
+        for window in windows
+    ]
+    return errors + _burn_rate_rules(spec, slo, windows)
+
+
+def _metadata_rules(spec: ServiceSpec, slo: SLOSpec) -> list[Rule]:
+    """What the spec says of the SLO, as series: tools read the SLO from Prometheus."""
+    labels = conventions.record_labels(spec, slo)
     period = period_window(slo.window_days)
-    burn = _series(burn_rate_record(period), spec, slo)
+    described = dict(
+        zip(
+            conventions.INFO_LABELS,
+            (decimal_text(slo.objective), period.duration, slo.sli.kind),
+            strict=True,
+        )
+    )
     return [
-        *_sli_rules(spec, slo, [period]),
-        _recording(BUDGET_REMAINING_RECORD, f"1 - {burn}", slo_labels(spec, slo)),
+        RecordingRule(conventions.INFO_RECORD, promql.vector(1), {**labels, **described}),
+        RecordingRule(conventions.OBJECTIVE_RECORD, promql.vector(slo.objective / 100), labels),
+        RecordingRule(conventions.ERROR_BUDGET_RECORD, promql.vector(slo.error_budget), labels),
+        RecordingRule(conventions.PERIOD_RECORD, promql.vector(period.seconds), labels),
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class AlertNames:
-    page: str
-    ticket: str
-
-
-def alert_names(spec: ServiceSpec, slo: SLOSpec) -> AlertNames:
-    """Distinct page and ticket alert names of one SLO."""
-    stem = alert_name_stem(spec.service, slo.name)
-    return AlertNames(page=f"{stem}ErrorBudgetBurnPage", ticket=f"{stem}ErrorBudgetBurnTicket")
-
-
-def service_alert_names(spec: ServiceSpec) -> dict[str, str]:
-    stem = alert_name_stem(spec.service, "")
-    return {"target_down": f"{stem}TargetDown", "metrics_absent": f"{stem}MetricsAbsent"}
-
-
-def _condition(spec: ServiceSpec, slo: SLOSpec, alert: BurnRateAlert, guard: bool) -> str:
-    threshold = decimal_text(alert.burn_factor * slo.error_budget)
-    # The short window comes first, so {{ $value }} is the error ratio happening right now.
-    lines = [
-        f"{_series(sli_error_record(alert.short_window), spec, slo)} > {threshold}",
-        "and",
-        f"{_series(sli_error_record(alert.long_window), spec, slo)} > {threshold}",
-    ]
-    if guard and spec.page_min_requests > 0:
-        requests = _total_events(spec, slo, alert.long_window, "increase")
-        lines += ["and on ()", f"{requests} >= {spec.page_min_requests}"]
-    return "(\n" + "\n".join(f"  {line}" for line in lines) + "\n)"
-
-
-def _bad_events(slo: SLOSpec) -> str:
-    if isinstance(slo.sli, LatencySLI):
-        return f"slower than {decimal_text(slo.sli.threshold_seconds)} s"
-    return f"errors (status matching {slo.sli.error_status_regex})"
-
-
-def _days(value: Decimal) -> str:
-    days = value.quantize(Decimal("0.1"))
-    return f"{decimal_text(days)} days"
-
-
-def _links(spec: ServiceSpec, alert_name: str) -> dict[str, str]:
-    return {
-        "runbook_url": f"{spec.runbook_base_url}#{alert_name.lower()}",
-        "dashboard_url": f"{spec.grafana_url}/d/{dashboard_uid(spec.service, 'slo')}",
-    }
-
-
-def _burn_alert(
-    spec: ServiceSpec, slo: SLOSpec, name: str, conditions: Sequence[BurnRateAlert]
-) -> dict[str, Any]:
-    severity = conditions[0].severity
-    paging = severity == "page"
-    slowest = min(alert.burn_factor for alert in conditions)
-    routing = spec.page_labels if paging else spec.ticket_labels
-    objective = decimal_text(slo.objective)
-    budget = decimal_text(slo.error_budget * 100)
-    lasts = _days(Decimal(slo.window_days) / slowest)
-    speed = "fast" if paging else "slowly"
-    expr = "\nor\n".join(_condition(spec, slo, alert, guard=paging) for alert in conditions)
-    return {
-        "alert": name,
-        "expr": expr,
-        "labels": {**slo_labels(spec, slo), **spec.labels, **routing},
-        "annotations": {
-            "summary": f"{spec.service}: the {slo.name} SLO is burning its error budget {speed}",
-            "description": (
-                f"{{{{ $value | humanizePercentage }}}} of {spec.service} requests were "
-                f"{_bad_events(slo)} over the alert's short window; the {slo.name} SLO "
-                f"({objective} % over {slo.window_days}d) allows {budget} %. At {slowest}x or "
-                f"more, the error budget of {slo.window_days} days lasts at most {lasts}."
-            ),
-            **_links(spec, name),
-        },
-    }
-
-
-def _slo_alerts(spec: ServiceSpec, slo: SLOSpec) -> list[dict[str, Any]]:
-    conditions = alert_windows(slo.window_days)
-    names = alert_names(spec, slo)
+def _event_rate_rules(spec: ServiceSpec, slo: SLOSpec) -> list[Rule]:
+    """The SLI's bad-event and event rates, the inputs of the SLO-window ratio."""
+    labels = conventions.record_labels(spec, slo)
+    window = events_window(slo.window_days)
     return [
-        _burn_alert(spec, slo, names.page, [a for a in conditions if a.severity == "page"]),
-        _burn_alert(spec, slo, names.ticket, [a for a in conditions if a.severity == "ticket"]),
+        RecordingRule(
+            conventions.bad_events_record(window),
+            "\n".join(bad_events(spec, slo, window)),
+            labels,
+        ),
+        RecordingRule(conventions.events_record(window), total_events(spec, slo, window), labels),
     ]
 
 
-def _service_alerts(spec: ServiceSpec) -> list[dict[str, Any]]:
-    names = service_alert_names(spec)
-    selector = _selector(_base_matchers(spec))
-    requests = MetricNames(spec.metrics_namespace).requests_total
-    base = {"service": spec.service, **spec.labels}
+def _period_rules(spec: ServiceSpec, slo: SLOSpec) -> list[Rule]:
+    """The SLO-window ratio as an events ratio of the recorded event rates.
+
+    ``sum_over_time`` of the bad-event rate over the sum of the event rate: a few thousand
+    samples of two recorded series instead of weeks of every raw series, and each event
+    weighs the same (an average of short-window ratios would overweight quiet hours).
+    """
+    labels = conventions.record_labels(spec, slo)
+    base, period = events_window(slo.window_days), period_window(slo.window_days)
+    own = tuple(conventions.slo_labels(spec, slo))
+
+    def summed(record: str) -> str:
+        # One series even after the spec's labels changed within the period.
+        series = _slo_series(record, spec, slo)
+        return promql.sum_of(promql.range_function("sum_over_time", series, str(period)), own)
+
+    burn = _slo_series(conventions.burn_rate_record(period), spec, slo)
+    ratio = events_ratio(
+        [summed(conventions.bad_events_record(base))], summed(conventions.events_record(base))
+    )
     return [
-        {
-            "alert": names["target_down"],
-            "expr": f"up{selector} == 0",
-            "for": SERVICE_ALERT_FOR["target_down"],
-            "labels": {**base, **spec.ticket_labels},
-            "annotations": {
-                "summary": f"{spec.service}: Prometheus cannot scrape {{{{ $labels.instance }}}}",
-                "description": (
-                    f"up{selector} has been {{{{ $value }}}} on {{{{ $labels.instance }}}} for "
-                    f"{SERVICE_ALERT_FOR['target_down']}: the instance is down or its metrics "
-                    "port is unreachable, and its requests are missing from the SLIs."
-                ),
-                **_links(spec, names["target_down"]),
-            },
-        },
-        {
-            "alert": names["metrics_absent"],
-            "expr": f"absent({requests}{selector})",
-            "for": SERVICE_ALERT_FOR["metrics_absent"],
-            "labels": {**base, **spec.page_labels},
-            "annotations": {
-                "summary": f"{spec.service}: no request metrics at all",
-                "description": (
-                    f"absent({requests}{selector}) has been {{{{ $value }}}} for "
-                    f"{SERVICE_ALERT_FOR['metrics_absent']}: every target is gone, or none "
-                    "has served a request. The SLO alerts cannot see an outage without "
-                    "these series."
-                ),
-                **_links(spec, names["metrics_absent"]),
-            },
-        },
+        RecordingRule(conventions.sli_error_record(period), ratio, labels),
+        *_burn_rate_rules(spec, slo, [period]),
+        RecordingRule(conventions.BUDGET_REMAINING_RECORD, f"1 - {burn}", labels),
     ]
 
 
-def rule_groups(spec: ServiceSpec) -> list[dict[str, Any]]:
-    """The rule groups, recordings before the alerts that read them."""
-    groups: list[dict[str, Any]] = []
+# ---------------------------------------------------------------- alerts
+
+
+def _requests(spec: ServiceSpec, slo: SLOSpec, window: Window) -> str:
+    return total_events(spec, slo, window, "increase")
+
+
+def alert_rules(spec: ServiceSpec) -> tuple[AlertRule, ...]:
+    """Every alert (:func:`ouro_obs.slo.alerts.alert_rules`), guarded by the SLI's events."""
+    return alerts.alert_rules(spec, _requests)
+
+
+def rule_groups(spec: ServiceSpec) -> tuple[RuleGroup, ...]:
+    """The rule groups: each SLO's alerts in the group of the recordings they read.
+
+    Prometheus evaluates the rules of a group in order, each seeing the ones before it at
+    the same timestamp; across groups nothing is ordered. So each SLO's group records its
+    ratios and then evaluates its page and ticket on them, never one interval late. The
+    SLO-window group sums, over the period, the event rates the events group records (a
+    range read: it lags that group by at most one of its intervals, and no alert reads
+    it); the service alerts read raw series.
+    """
+    every_alert = alert_rules(spec)
+    placed: set[str] = set()
+    groups: list[RuleGroup] = []
     for slo in spec.slos:
-        short = [w for w in all_windows(slo.window_days) if w != period_window(slo.window_days)]
-        groups.append(
-            {
-                "name": f"{spec.service}-slo-{slo.name}",
-                "rules": [*_sli_rules(spec, slo, short), *_metadata_rules(spec, slo)],
-            }
-        )
-        groups.append(
-            {
-                "name": f"{spec.service}-slo-{slo.name}-period",
-                "interval": PERIOD_GROUP_INTERVAL,
-                "rules": _period_rules(spec, slo),
-            }
-        )
-    alerts = [rule for slo in spec.slos for rule in _slo_alerts(spec, slo)]
-    groups.append({"name": f"{spec.service}-alerts", "rules": alerts + _service_alerts(spec)})
-    return groups
-
-
-def rule_file(spec: ServiceSpec) -> dict[str, Any]:
-    """The content of ``alerts/<service>.rules.yaml``."""
-    return {"groups": rule_groups(spec)}
+        names = conventions.alert_names(spec, slo)
+        own = [rule for rule in every_alert if rule.alert in (names.page, names.ticket)]
+        placed.update(rule.alert for rule in own)
+        short = burn_windows(slo.window_days)
+        rules = [*_sli_rules(spec, slo, short), *_metadata_rules(spec, slo), *own]
+        groups.append(RuleGroup(conventions.slo_group_name(spec, slo), tuple(rules)))
+        groups += [
+            RuleGroup(
+                conventions.events_group_name(spec, slo),
+                tuple(_event_rate_rules(spec, slo)),
+                interval=events_interval(slo.window_days),
+            ),
+            RuleGroup(
+                conventions.period_group_name(spec, slo),
+                tuple(_period_rules(spec, slo)),
+                interval=PERIOD_GROUP_INTERVAL,
+            ),
+        ]
+    service = tuple(rule for rule in every_alert if rule.alert not in placed)
+    groups.append(RuleGroup(conventions.alerts_group_name(spec), service))
+    return tuple(groups)

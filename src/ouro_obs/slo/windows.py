@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
+from ouro_obs.slo import promql
+
 __all__ = [
     "REFERENCE_PERIOD_DAYS",
     "SRE_WORKBOOK_TABLE",
@@ -19,7 +21,7 @@ __all__ = [
     "Window",
     "alert_windows",
     "all_windows",
-    "format_duration",
+    "burn_windows",
     "period_window",
 ]
 
@@ -27,16 +29,6 @@ Severity = Literal["page", "ticket"]
 
 REFERENCE_PERIOD_DAYS = 30
 _MINUTES_PER_DAY = 24 * 60
-
-
-def format_duration(minutes: int) -> str:
-    """Prometheus duration syntax in days, hours and minutes: 5m, 1h24m, 2d19h12m."""
-    if minutes < 1:
-        raise ValueError(f"a window must be at least one minute, got {minutes}")
-    days, rest = divmod(minutes, _MINUTES_PER_DAY)
-    hours, mins = divmod(rest, 60)
-    parts = [f"{value}{unit}" for value, unit in ((days, "d"), (hours, "h"), (mins, "m")) if value]
-    return "".join(parts)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -52,7 +44,7 @@ class Window:
     @property
     def duration(self) -> str:
         """The PromQL duration, also the suffix of the recording rule names (``ratio_rate1h``)."""
-        return format_duration(self.minutes)
+        return promql.duration(self.seconds)
 
     @property
     def seconds(self) -> int:
@@ -119,9 +111,14 @@ def period_window(window_days: int) -> Window:
     return Window(window_days * _MINUTES_PER_DAY)
 
 
-def all_windows(window_days: int) -> tuple[Window, ...]:
-    """Every window a recording rule is needed for, shortest first, without duplicates."""
-    windows = {period_window(window_days)}
+def burn_windows(window_days: int) -> tuple[Window, ...]:
+    """Every window the burn-rate alerts read, shortest first, without duplicates."""
+    windows: set[Window] = set()
     for alert in alert_windows(window_days):
         windows.update((alert.long_window, alert.short_window))
     return tuple(sorted(windows))
+
+
+def all_windows(window_days: int) -> tuple[Window, ...]:
+    """Every window a recording rule is needed for, shortest first, without duplicates."""
+    return tuple(sorted({period_window(window_days), *burn_windows(window_days)}))
