@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the demo and the tests need, idempotently:
-#   - system tools (Prometheus + promtool, wrk, nginx) when running as root with apt;
+#   - system tools (Prometheus + promtool, Alertmanager + amtool, wrk, nginx, node) when
+#     running as root with apt;
 #   - .venv with ouro-obs and its dev extras (editable);
 #   - .tools-venv with checkov, kept apart because it pins many libraries.
 set -euo pipefail
@@ -11,6 +12,7 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
 need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
@@ -25,7 +27,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 stamp=.venv/.ouro-obs-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[dev]'

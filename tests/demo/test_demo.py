@@ -1,7 +1,8 @@
-"""The demo end to end: it pages, traces arrive, and it leaves no process behind.
+"""The demo end to end: it pages through Alertmanager, traces arrive, and nothing is left.
 
 These tests run ``ouro-obs demo`` exactly as ``./scripts/demo.sh`` does (as a
-subprocess, non-interactively) and read its ``--summary-json``.
+subprocess, non-interactively, from a directory outside the checkout) and read its
+``--summary-json``.
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ from typing import Any
 
 import pytest
 
-from tests.support.tools import REPO_ROOT, require_tool
+from ouro_obs.demo.processes import shop_directory
+from ouro_obs.slo.conventions import runbook_url
+from ouro_obs.slo.spec import load_spec
+from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.integration
 
 PAGE_ALERT = "ShopAvailabilityErrorBudgetBurnPage"
+TICKET_ALERT = "ShopAvailabilityErrorBudgetBurnTicket"
 #: Long enough for a steady phase, the burst, and the 1m/2m page windows to cross 14.4x.
 DEMO_SECONDS = 40
 
@@ -33,8 +38,7 @@ def demo_command(workdir: Path, summary: Path, duration: int) -> list[str]:
         sys.executable, "-m", "ouro_obs", "demo",
         "--duration", str(duration),
         "--users", "8",
-        "--port", "0", "--prometheus-port", "0",
-        "--no-install",
+        "--port", "0", "--prometheus-port", "0", "--alertmanager-port", "0",
         "--workdir", str(workdir),
         "--summary-json", str(summary),
     ]  # fmt: skip
@@ -70,12 +74,16 @@ def assert_nothing_left(summary: dict[str, Any], workdir: Path) -> None:
     assert processes_mentioning(str(workdir)) == []
 
 
-def test_the_demo_pages_receives_spans_and_stops_everything(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str, Path]:
+    """One whole demo run: its summary, its output and its working directory."""
     require_tool("prometheus")
+    require_tool("prometheus-alertmanager")
+    tmp_path = tmp_path_factory.mktemp("demo-run")
     workdir, summary_path = tmp_path / "demo", tmp_path / "summary.json"
     completed = subprocess.run(
         demo_command(workdir, summary_path, DEMO_SECONDS),
-        cwd=REPO_ROOT,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=DEMO_SECONDS + 120,
@@ -83,10 +91,16 @@ def test_the_demo_pages_receives_spans_and_stops_everything(tmp_path: Path) -> N
     )
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output
-    summary = json.loads(summary_path.read_text())
+    return json.loads(summary_path.read_text()), output, workdir
 
+
+def test_the_demo_pages_receives_spans_and_stops_everything(
+    demo_run: tuple[dict[str, Any], str, Path],
+) -> None:
+    summary, output, workdir = demo_run
     page = {alert["name"]: alert for alert in summary["alerts"]}.get(PAGE_ALERT)
     assert page is not None, output
+    assert page["urgency"] == "page"
     assert page["first_firing_seconds"] is not None, output
     assert summary["page_alert_fired"] is True
     assert summary["spans_received"] > 0, output
@@ -110,6 +124,39 @@ def test_the_demo_pages_receives_spans_and_stops_everything(tmp_path: Path) -> N
     assert PAGE_ALERT in output
     assert "request (SERVER) spans, received by the" in output
     assert_nothing_left(summary, workdir)
+
+
+def test_alertmanager_delivers_the_page_once_with_its_runbook(
+    demo_run: tuple[dict[str, Any], str, Path],
+) -> None:
+    summary, output, _ = demo_run
+    spec = load_spec(shop_directory() / "slo.yaml")
+    page = summary["page_delivered"]
+    assert page is not None, output
+    assert page["alert"] == PAGE_ALERT
+    assert page["receiver"] == "storefront-page"
+    assert page["runbook_url"] == runbook_url(spec, PAGE_ALERT)
+    assert page["times"] == 1
+    firing = [d for d in summary["deliveries"] if d["alert"] == PAGE_ALERT]
+    assert [d["status"] for d in firing] == ["firing"]
+    alert = {alert["name"]: alert for alert in summary["alerts"]}[PAGE_ALERT]
+    assert page["seconds"] >= alert["first_firing_seconds"]
+    assert f"the page {PAGE_ALERT} reached storefront-page" in output
+    assert "group_wait 30s -> 10s" in output
+
+
+def test_the_ticket_of_the_paged_slo_is_inhibited_and_not_delivered(
+    demo_run: tuple[dict[str, Any], str, Path],
+) -> None:
+    summary, output, _ = demo_run
+    fired = {alert["name"]: alert for alert in summary["alerts"]}[TICKET_ALERT]
+    assert fired["first_firing_seconds"] is not None, output
+    held = {row["alert"]: row for row in summary["suppressed"]}
+    assert held[TICKET_ALERT]["state"] == "suppressed"
+    assert held[TICKET_ALERT]["inhibited_by"] == [PAGE_ALERT]
+    assert [d for d in summary["deliveries"] if d["alert"] == TICKET_ALERT] == []
+    assert f"its ticket {TICKET_ALERT} fires too, and Alertmanager holds it back" in output
+    assert "nothing was delivered for that ticket" in output
 
 
 class LineReader:
@@ -146,17 +193,18 @@ def test_a_signal_mid_traffic_stops_every_process_the_demo_started(
     tmp_path: Path, signum: signal.Signals
 ) -> None:
     require_tool("prometheus")
+    require_tool("prometheus-alertmanager")
     workdir, summary_path = tmp_path / "demo", tmp_path / "summary.json"
     with subprocess.Popen(
         demo_command(workdir, summary_path, duration=300),
-        cwd=REPO_ROOT,
+        cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     ) as demo:
         try:
             reader = LineReader(demo.stdout)
-            reader.wait_for("[5/6] traffic", timeout=90)
+            reader.wait_for("] traffic", timeout=90)
             reader.wait_for("req/s", timeout=30)  # Locust runs and Prometheus answers
             demo.send_signal(signum)
             assert demo.wait(timeout=60) == 128 + signum
@@ -166,6 +214,6 @@ def test_a_signal_mid_traffic_stops_every_process_the_demo_started(
             reader.done.wait(timeout=10)
     summary = json.loads(summary_path.read_text())
     assert summary["interrupted"] == signum.name
-    assert {"shop", "prometheus", "locust"} <= set(summary["pids"])
+    assert {"shop", "prometheus", "alertmanager", "locust"} <= set(summary["pids"])
     assert len(summary["pids"]["shop"]) >= 3  # the supervisor and two workers
     assert_nothing_left(summary, workdir)

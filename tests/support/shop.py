@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 
-from ouro_obs.processes import ManagedProcess
-from tests.support.tools import REPO_ROOT
+from ouro_obs.demo import processes
+from ouro_obs.demo.lifecycle import ManagedProcess
+
+__all__ = ["QUIET_ENV", "shop_process"]
 
 #: No span export and no access lines: integration tests that start the shop assert on metrics.
 QUIET_ENV = {
@@ -19,14 +20,5 @@ QUIET_ENV = {
 def shop_process(
     port: int, workers: int = 1, env: Mapping[str, str] | None = None
 ) -> ManagedProcess:
-    """``uvicorn shop.app:app`` on 127.0.0.1:``port``, ready once /health/live answers."""
-    return ManagedProcess(
-        argv=[
-            sys.executable, "-m", "uvicorn", "shop.app:app",
-            "--app-dir", str(REPO_ROOT / "examples"),
-            "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(workers), "--no-access-log", "--log-level", "warning",
-        ],
-        ready_url=f"http://127.0.0.1:{port}/health/live",
-        env={**QUIET_ENV, **(env or {})},
-    )  # fmt: skip
+    """The demo's shop on 127.0.0.1:``port``, quiet unless ``env`` says otherwise."""
+    return processes.shop_process(port, workers, env={**QUIET_ENV, **(env or {})})

@@ -1,9 +1,10 @@
-"""A small OTLP/HTTP trace receiver on loopback, for tests and the demo.
+"""A small OTLP/HTTP trace receiver on loopback: where the demo's spans end up.
 
 It is a real HTTP server (in a thread of the calling process) that decodes
 ``ExportTraceServiceRequest`` protobuf bodies with opentelemetry-proto, exactly what a
 collector's OTLP/HTTP receiver accepts on ``/v1/traces`` (gzip included), and keeps the
-spans in memory for assertions. Not for production: it keeps every span it gets.
+spans in memory to count and inspect them (the integration tests assert on them too).
+Not for production: it keeps every span it gets.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -23,11 +24,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from ouro_obs.lifecycle import StartStop
+from ouro_obs.demo.lifecycle import LOOPBACK, ServedInThread
 
 __all__ = ["OTLPReceiver", "ReceivedSpan"]
 
-LOOPBACK = "127.0.0.1"
 TRACES_PATH = "/v1/traces"
 _MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -128,7 +128,7 @@ class _Server(ThreadingHTTPServer):
         self.receive = on_request
 
 
-class OTLPReceiver(StartStop):
+class OTLPReceiver(ServedInThread):
     """Receive OTLP/HTTP trace exports on ``http://127.0.0.1:<port>/v1/traces``.
 
     ``endpoint`` is the base URL for ``OTEL_EXPORTER_OTLP_ENDPOINT``; ``traces_url``
@@ -136,14 +136,12 @@ class OTLPReceiver(StartStop):
     ``start()`` / ``stop()``.
     """
 
+    thread_name = "otlp-receiver"
+
     def __init__(self, port: int = 0, host: str = LOOPBACK) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(port, host)
         self._spans: list[ReceivedSpan] = []
-        self._requests = 0
         self._lock = threading.Condition()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def endpoint(self) -> str:
@@ -153,23 +151,8 @@ class OTLPReceiver(StartStop):
     def traces_url(self) -> str:
         return self.endpoint + TRACES_PATH
 
-    def start(self) -> Self:
-        self._server = _Server((self.host, self.port), self._receive)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="otlp-receiver", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
+    def make_server(self, address: tuple[str, int]) -> ThreadingHTTPServer:
+        return _Server(address, self._receive)
 
     def _receive(self, request: ExportTraceServiceRequest) -> None:
         spans = []
@@ -180,22 +163,12 @@ class OTLPReceiver(StartStop):
                     spans.append(_received(span, resource, scope_spans.scope.name))
         with self._lock:
             self._spans.extend(spans)
-            self._requests += 1
             self._lock.notify_all()
 
     @property
     def spans(self) -> list[ReceivedSpan]:
         with self._lock:
             return list(self._spans)
-
-    @property
-    def export_requests(self) -> int:
-        with self._lock:
-            return self._requests
-
-    def span_count(self, service: str | None = None) -> int:
-        """Spans received so far, all or those of one ``service.name``."""
-        return len([span for span in self.spans if service is None or span.service == service])
 
     def wait_for(
         self, predicate: Callable[[ReceivedSpan], bool], count: int = 1, timeout: float = 10.0
