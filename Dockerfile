@@ -15,10 +15,12 @@ WORKDIR /src
 # commit that changes code alone reuses it. The list is read from pyproject.toml rather
 # than repeated here, so the image cannot drift from the package's declared needs. The
 # sidecar extra is included, so the same image also runs `ouro-obs sidecar`.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 RUN python -c "import tomllib; project = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(project['dependencies'] + project['optional-dependencies']['sidecar']))" > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt "fastapi>=0.110,<1" "uvicorn>=0.30,<1"
 COPY src ./src
+# The package ships the shop for `ouro-obs demo` (setup.py maps examples/shop into it).
+COPY examples/shop ./examples/shop
 RUN pip install --no-cache-dir --no-deps .
 
 FROM python:3.12-slim-trixie AS runtime
@@ -45,6 +47,6 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
 # FORWARDED_ALLOW_IPS. Keep-alive outlives the ingress controller's upstream idle
 # timeout (60 s in ingress-nginx), so the proxy never reuses a connection uvicorn closed.
 # uvicorn's own access log is off: the middleware writes one structured line per request.
-# ouro_obs.multiprocess first empties PROMETHEUS_MULTIPROC_DIR: an emptyDir outlives a
+# ouro_obs.metrics.multiprocess first empties PROMETHEUS_MULTIPROC_DIR: an emptyDir outlives a
 # container restart, and a dead process's files would otherwise still be summed.
-ENTRYPOINT ["python", "-m", "ouro_obs.multiprocess", "uvicorn", "shop.app:app", "--app-dir", "examples", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--timeout-keep-alive", "65", "--timeout-graceful-shutdown", "20", "--no-access-log", "--no-server-header"]
+ENTRYPOINT ["python", "-m", "ouro_obs.metrics.multiprocess", "uvicorn", "shop.app:app", "--app-dir", "examples", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--timeout-keep-alive", "65", "--timeout-graceful-shutdown", "20", "--no-access-log", "--no-server-header"]

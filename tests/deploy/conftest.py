@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.deploy.manifests import (
+    BLUE_GREEN_VALUES,
+    CANARY_VALUES,
     CUSTOM_NAMESPACE,
     CUSTOM_RELEASE,
     CUSTOM_VALUES,
@@ -14,6 +16,7 @@ from tests.deploy.manifests import (
     Manifest,
     helm_render,
     kustomize,
+    merged,
     prod_values,
     require_generated,
 )
@@ -29,9 +32,12 @@ def renderings() -> dict[str, list[Manifest]]:
         )
     rendered["helm-default"] = helm_render()
     rendered["helm-prod"] = helm_render(prod_values())
+    rendered["helm-canary"] = helm_render(merged(prod_values(), CANARY_VALUES))
+    rendered["helm-blue-green"] = helm_render(merged(prod_values(), BLUE_GREEN_VALUES))
     rendered["helm-custom"] = helm_render(
         CUSTOM_VALUES, release=CUSTOM_RELEASE, namespace=CUSTOM_NAMESPACE
     )
+    assert set(rendered) == set(RENDERINGS)
     return rendered
 
 

@@ -2,11 +2,14 @@
 
 Kustomize overlays go through ``kubectl kustomize``; the Helm chart through the Helm SDK
 bundled in helm-python. Built-in kinds are checked with kubernetes-validate in strict
-mode (unknown fields are errors); Prometheus Operator kinds with the vendored CRD schemas.
+mode (unknown fields are errors); custom kinds (Prometheus Operator, Argo Rollouts,
+cert-manager, Argo CD) with the vendored CRD schemas, and a Rollout's pod template also
+strictly, as the Deployment it stands for.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 from collections.abc import Iterable, Mapping
@@ -22,6 +25,8 @@ import yaml
 from tests.support.tools import REPO_ROOT, missing, require_tool, schema_path
 
 __all__ = [
+    "BLUE_GREEN_VALUES",
+    "CANARY_VALUES",
     "CHART_DIR",
     "CUSTOM_NAMESPACE",
     "CUSTOM_RELEASE",
@@ -32,17 +37,22 @@ __all__ = [
     "KUBERNETES_VERSION",
     "OVERLAYS",
     "RENDERINGS",
+    "ROLLOUT_RENDERINGS",
     "Manifest",
+    "as_deployment",
     "container",
     "find",
     "find_all",
     "helm_lint",
     "helm_render",
     "kustomize",
+    "merged",
     "pod_spec",
     "prod_values",
     "require_generated",
     "schema_errors",
+    "service",
+    "workload",
 ]
 
 Manifest = dict[str, Any]
@@ -50,7 +60,7 @@ Manifest = dict[str, Any]
 DEPLOY_DIR = REPO_ROOT / "deploy"
 GENERATED_DIR = DEPLOY_DIR / "generated"
 CHART_DIR = DEPLOY_DIR / "helm" / "ouro-shop"
-OVERLAYS = ("dev", "prod")
+OVERLAYS = ("dev", "staging", "prod", "prod-canary", "prod-blue-green")
 
 #: The Kubernetes version every object is validated against (kubernetes-validate ships it).
 KUBERNETES_VERSION = "1.35"
@@ -59,6 +69,10 @@ _CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "crds/servicemonitor_v1.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "crds/prometheusrule_v1.json",
     ("monitoring.coreos.com/v1", "PodMonitor"): "crds/podmonitor_v1.json",
+    ("argoproj.io/v1alpha1", "Rollout"): "crds/rollout_v1alpha1.json",
+    ("argoproj.io/v1alpha1", "AnalysisTemplate"): "crds/analysistemplate_v1alpha1.json",
+    ("argoproj.io/v1alpha1", "Application"): "crds/application_v1alpha1.json",
+    ("cert-manager.io/v1", "Certificate"): "crds/certificate_v1.json",
 }
 _GENERATED_FILES = (
     "kustomization.yaml",
@@ -69,7 +83,8 @@ _GENERATED_FILES = (
 
 
 #: Non-default values: another release name and namespace, a digest, no HPA, no Ingress,
-#: other peers in the NetworkPolicy, no `release` label, the PrometheusRule off.
+#: other peers and another collector namespace in the NetworkPolicy, no `release` label,
+#: the PrometheusRule off.
 CUSTOM_VALUES: dict[str, Any] = {
     "fullnameOverride": "storefront",
     "image": {
@@ -92,28 +107,53 @@ CUSTOM_VALUES: dict[str, Any] = {
             "podLabels": {"app.kubernetes.io/name": "traefik"},
         },
         "monitoringNamespace": "observability",
+        "otelCollector": {"namespace": "telemetry"},
     },
     "monitoring": {"release": "", "prometheusRule": {"enabled": False}},
-    "otel": {"endpoint": "https://collector.example.com:4318", "sampler": "always_on"},
+    "otel": {"endpoint": "https://collector.telemetry.svc:4318", "sampler": "always_on"},
     "environment": "staging",
     "extraConfig": {"OURO_OBS_MAX_LABEL_SETS": 500},
 }
 CUSTOM_RELEASE = "web"
 CUSTOM_NAMESPACE = "storefront-staging"
+#: On top of values-prod.yaml: the twins of overlays/prod-canary and prod-blue-green.
+CANARY_VALUES: dict[str, Any] = {"rollout": {"enabled": True, "strategy": "canary"}}
+BLUE_GREEN_VALUES: dict[str, Any] = {"rollout": {"enabled": True, "strategy": "blueGreen"}}
 
-#: ``kustomize-dev`` and ``kustomize-prod`` are the overlays, ``kustomize-base`` the base
-#: they share; ``helm-default`` is the chart with its own values, ``helm-prod`` with
-#: values-prod.yaml, ``helm-custom`` with CUSTOM_VALUES.
+#: ``kustomize-<overlay>`` for each overlay, ``kustomize-base`` the base they share;
+#: ``helm-default`` is the chart with its own values, ``helm-prod`` with
+#: values-prod.yaml, ``helm-canary`` and ``helm-blue-green`` with values-prod.yaml and a
+#: Rollout, ``helm-custom`` with CUSTOM_VALUES.
 RENDERINGS = (
     "kustomize-base",
-    "kustomize-dev",
-    "kustomize-prod",
+    *(f"kustomize-{overlay}" for overlay in OVERLAYS),
     "helm-default",
     "helm-prod",
+    "helm-canary",
+    "helm-blue-green",
     "helm-custom",
 )
 #: The renderings a cluster would receive (the base alone has no namespace).
 DEPLOYABLE = tuple(name for name in RENDERINGS if name != "kustomize-base")
+#: The renderings whose workload is an Argo Rollouts Rollout.
+ROLLOUT_RENDERINGS = (
+    "kustomize-staging",
+    "kustomize-prod-canary",
+    "kustomize-prod-blue-green",
+    "helm-canary",
+    "helm-blue-green",
+)
+
+
+def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in, nested mappings key by key (as Helm merges values)."""
+    result = copy.deepcopy(dict(base))
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
 
 
 def prod_values() -> dict[str, Any]:
@@ -195,18 +235,46 @@ def _crd_schema(relative: str) -> Any:
     return json.loads(schema_path(relative).read_text())
 
 
+def as_deployment(rollout: Manifest) -> Manifest:
+    """The Deployment a Rollout stands for: its metadata, selector and pod template.
+
+    For the checkers that know no Rollout (kubernetes-validate, checkov): the pod
+    template is what they judge, and it is the same in both kinds.
+    """
+    spec = rollout["spec"]
+    deployment_spec = {
+        key: copy.deepcopy(spec[key])
+        for key in ("replicas", "selector", "template", "revisionHistoryLimit")
+        if key in spec
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": copy.deepcopy(rollout["metadata"]),
+        "spec": deployment_spec,
+    }
+
+
+def _crd_errors(manifest: Manifest, schema: str) -> list[str]:
+    kind = manifest.get("kind", "?")
+    name = manifest.get("metadata", {}).get("name", "?")
+    validator = jsonschema.Draft7Validator(_crd_schema(schema))
+    errors = [
+        f"{kind}/{name} at {'/'.join(map(str, error.absolute_path)) or '<root>'}: {error.message}"
+        for error in validator.iter_errors(manifest)
+    ]
+    if kind == "Rollout":
+        errors.extend(schema_errors(as_deployment(manifest)))
+    return errors
+
+
 def schema_errors(manifest: Manifest) -> list[str]:
     """Every schema violation of one object: strict Kubernetes schemas or the CRD's."""
     kind = manifest.get("kind", "?")
     name = manifest.get("metadata", {}).get("name", "?")
     crd = _CRD_SCHEMAS.get((manifest.get("apiVersion", ""), kind))
     if crd is not None:
-        validator = jsonschema.Draft7Validator(_crd_schema(crd))
-        return [
-            f"{kind}/{name} at {'/'.join(map(str, error.absolute_path)) or '<root>'}: "
-            f"{error.message}"
-            for error in validator.iter_errors(manifest)
-        ]
+        return _crd_errors(manifest, crd)
     try:
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
     except kubernetes_validate.ValidationError as error:
@@ -233,8 +301,24 @@ def find(objects: Iterable[Manifest], kind: str, name: str | None = None) -> Man
     return matches[0]
 
 
+def workload(objects: Iterable[Manifest]) -> Manifest:
+    """The one object that runs the pods: a Deployment, or the Rollout that replaces it."""
+    candidates = [obj for obj in objects if obj.get("kind") in ("Deployment", "Rollout")]
+    if len(candidates) != 1:
+        kinds = sorted(obj["kind"] for obj in candidates)
+        raise AssertionError(f"expected one Deployment or Rollout, found {kinds}")
+    return candidates[0]
+
+
+def service(objects: Iterable[Manifest]) -> Manifest:
+    """The Service named like the workload: the one the Ingress and Prometheus use."""
+    objects = list(objects)
+    found: Manifest = find(objects, "Service", workload(objects)["metadata"]["name"])
+    return found
+
+
 def pod_spec(objects: Iterable[Manifest]) -> Manifest:
-    spec: Manifest = find(objects, "Deployment")["spec"]["template"]["spec"]
+    spec: Manifest = workload(objects)["spec"]["template"]["spec"]
     return spec
 
 
@@ -243,4 +327,4 @@ def container(objects: Iterable[Manifest], name: str = "shop") -> Manifest:
         if candidate["name"] == name:
             found: Manifest = candidate
             return found
-    raise AssertionError(f"the Deployment has no container named {name}")
+    raise AssertionError(f"the workload has no container named {name}")

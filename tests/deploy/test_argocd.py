@@ -1,4 +1,4 @@
-"""The Argo CD Application syncs the prod overlay into the namespace that overlay targets."""
+"""The Argo CD Application syncs prod's canary overlay into the namespace it targets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from tests.deploy.manifests import DEPLOY_DIR, Manifest, find
+from tests.deploy.manifests import DEPLOY_DIR, Manifest, find, schema_errors
 from tests.support.tools import REPO_ROOT
 
 APPLICATION = DEPLOY_DIR / "argocd" / "shop-prod.yaml"
@@ -17,14 +17,19 @@ def _application() -> dict[str, Any]:
     return loaded
 
 
-def test_application_points_at_the_prod_overlay() -> None:
+def test_application_passes_the_argo_cd_schema() -> None:
     application = _application()
     assert (application["apiVersion"], application["kind"]) == (
         "argoproj.io/v1alpha1",
         "Application",
     )
-    source = application["spec"]["source"]
-    assert source["path"] == "deploy/kustomize/overlays/prod"
+    assert schema_errors(application) == []
+
+
+def test_application_points_at_the_prod_canary_overlay() -> None:
+    """What a promotion pull request changes (overlays/prod/release) is what it syncs."""
+    source = _application()["spec"]["source"]
+    assert source["path"] == "deploy/kustomize/overlays/prod-canary"
     assert (REPO_ROOT / source["path"] / "kustomization.yaml").is_file()
     assert source["targetRevision"] == "main"
 
@@ -33,7 +38,7 @@ def test_application_deploys_into_the_overlay_namespace(
     renderings: dict[str, list[Manifest]],
 ) -> None:
     destination = _application()["spec"]["destination"]
-    namespace = find(renderings["kustomize-prod"], "Namespace")["metadata"]["name"]
+    namespace = find(renderings["kustomize-prod-canary"], "Namespace")["metadata"]["name"]
     assert destination["namespace"] == namespace
 
 
@@ -45,4 +50,5 @@ def test_application_self_heals_prunes_and_applies_server_side() -> None:
 
 def test_application_leaves_replicas_to_the_autoscaler() -> None:
     ignored = _application()["spec"]["ignoreDifferences"]
-    assert {"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]} in ignored
+    for group, kind in (("argoproj.io", "Rollout"), ("apps", "Deployment")):
+        assert {"group": group, "kind": kind, "jsonPointers": ["/spec/replicas"]} in ignored

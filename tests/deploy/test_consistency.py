@@ -2,20 +2,28 @@
 
 The ServiceMonitor scrapes a Service port that reaches the container's metrics port,
 on the path the middleware serves there; the probes hit the middleware's health
-endpoints; the NetworkPolicy lets the scraper reach the metrics port and nothing else
-reach it; the settings in the ConfigMap are ones the package accepts.
+endpoints; the Service, PDB and NetworkPolicy select the workload's pods (a Deployment
+or the Rollout that replaces it); the settings in the ConfigMap are ones the package
+accepts. What the NetworkPolicies let through is in test_networkpolicy.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import pytest
 
 from ouro_obs.config import ObservabilitySettings
 from ouro_obs.slo.spec import load_spec
-from tests.deploy.manifests import DEPLOYABLE, Manifest, container, find, find_all, pod_spec
+from tests.deploy.manifests import (
+    Manifest,
+    container,
+    find,
+    find_all,
+    pod_spec,
+    service,
+    workload,
+)
 from tests.support.tools import REPO_ROOT
 
 
@@ -34,7 +42,7 @@ def _container_port(objects: list[Manifest], name: str) -> int:
 
 
 def _service_port(objects: list[Manifest], name: str) -> Manifest:
-    for port in find(objects, "Service")["spec"]["ports"]:
+    for port in service(objects)["spec"]["ports"]:
         if port["name"] == name:
             found: Manifest = port
             return found
@@ -54,23 +62,34 @@ def test_servicemonitor_scrapes_the_metrics_port_by_name(rendering: list[Manifes
 
 
 def test_servicemonitor_selects_the_service(rendering: list[Manifest]) -> None:
-    service = find(rendering, "Service")
     selector = find(rendering, "ServiceMonitor")["spec"]["selector"]["matchLabels"]
-    assert _selects(selector, service["metadata"]["labels"])
+    assert _selects(selector, service(rendering)["metadata"]["labels"])
+
+
+def test_servicemonitor_scrapes_each_pod_once(rendering: list[Manifest]) -> None:
+    """Every Service it selects but the main one has no metrics port (blue-green's preview)."""
+    selector = find(rendering, "ServiceMonitor")["spec"]["selector"]["matchLabels"]
+    scraped = [
+        candidate["metadata"]["name"]
+        for candidate in find_all(rendering, "Service")
+        if _selects(selector, candidate["metadata"]["labels"])
+        and any(port["name"] == "metrics" for port in candidate["spec"]["ports"])
+    ]
+    assert scraped == [service(rendering)["metadata"]["name"]]
 
 
 def _scraped_job(objects: list[Manifest]) -> str:
     """The `job` label the Prometheus Operator gives the targets of the ServiceMonitor."""
     monitor = find(objects, "ServiceMonitor")["spec"]
-    service = find(objects, "Service")["metadata"]
+    scraped = service(objects)["metadata"]
     for endpoint in monitor["endpoints"]:
         for relabel in endpoint.get("relabelings") or []:
             if relabel.get("targetLabel") == "job":
                 raise AssertionError("a relabeling sets job; extend this test to evaluate it")
     if "jobLabel" in monitor:
-        job: str = service["labels"][monitor["jobLabel"]]
+        job: str = scraped["labels"][monitor["jobLabel"]]
         return job
-    name: str = service["name"]
+    name: str = scraped["name"]
     return name
 
 
@@ -117,16 +136,16 @@ def test_probes_hit_the_middleware_health_endpoints_on_the_http_port(
     assert shop["readinessProbe"]["timeoutSeconds"] > settings.readiness_timeout_seconds
 
 
-def test_service_and_pdb_select_the_pods(rendering: list[Manifest]) -> None:
-    pod_labels = find(rendering, "Deployment")["spec"]["template"]["metadata"]["labels"]
-    assert _selects(find(rendering, "Service")["spec"]["selector"], pod_labels)
+def test_service_pdb_and_policy_select_the_pods(rendering: list[Manifest]) -> None:
+    runner = workload(rendering)
+    pod_labels = runner["spec"]["template"]["metadata"]["labels"]
+    assert _selects(service(rendering)["spec"]["selector"], pod_labels)
     assert _selects(
         find(rendering, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], pod_labels
     )
-    assert _selects(
-        find(rendering, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"], pod_labels
-    )
-    assert _selects(find(rendering, "Deployment")["spec"]["selector"]["matchLabels"], pod_labels)
+    policy = find(rendering, "NetworkPolicy", runner["metadata"]["name"])
+    assert _selects(policy["spec"]["podSelector"]["matchLabels"], pod_labels)
+    assert _selects(runner["spec"]["selector"]["matchLabels"], pod_labels)
 
 
 def test_ingress_routes_to_the_http_port_only(rendering: list[Manifest]) -> None:
@@ -137,7 +156,7 @@ def test_ingress_routes_to_the_http_port_only(rendering: list[Manifest]) -> None
             for path in rule["http"]["paths"]
         ]
         assert backends == [
-            {"name": find(rendering, "Service")["metadata"]["name"], "port": {"name": "http"}}
+            {"name": service(rendering)["metadata"]["name"], "port": {"name": "http"}}
         ]
 
 
@@ -166,12 +185,19 @@ def test_writable_paths_are_emptydirs(rendering: list[Manifest]) -> None:
     assert all("emptyDir" in volume for volume in mounts.values())
 
 
-def test_rolling_update_never_drops_capacity(rendering: list[Manifest]) -> None:
-    strategy = find(rendering, "Deployment")["spec"]["strategy"]
-    assert strategy == {
-        "type": "RollingUpdate",
-        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
-    }
+def test_updates_never_drop_capacity(rendering: list[Manifest]) -> None:
+    """One extra pod at a time, none removed before its replacement is ready.
+
+    Blue-green starts the whole new version beside the old one, so it never drops any.
+    """
+    strategy = workload(rendering)["spec"]["strategy"]
+    if "blueGreen" in strategy:
+        assert "previewReplicaCount" not in strategy["blueGreen"]
+        return
+    steps = strategy.get("canary") or strategy["rollingUpdate"]
+    assert (steps["maxSurge"], steps["maxUnavailable"]) == (1, 0)
+    if "rollingUpdate" in strategy:
+        assert strategy["type"] == "RollingUpdate"
 
 
 def test_downward_api_names_the_pod(rendering: list[Manifest]) -> None:
@@ -181,120 +207,6 @@ def test_downward_api_names_the_pod(rendering: list[Manifest]) -> None:
     }
     assert env["K8S_POD_NAME"] == "metadata.name"
     assert env["K8S_NAMESPACE_NAME"] == "metadata.namespace"
-
-
-# --- NetworkPolicy semantics -------------------------------------------------------
-
-
-def _peer_admits(
-    peer: Mapping[str, Any],
-    namespace: Mapping[str, str],
-    pod: Mapping[str, str],
-    own_namespace: Mapping[str, str],
-) -> bool:
-    namespace_selector = peer.get("namespaceSelector")
-    pod_selector = peer.get("podSelector")
-    if "ipBlock" in peer:
-        return False  # not used by these policies; a test below forbids it
-    if namespace_selector is None:
-        namespace_ok = namespace == own_namespace
-    else:
-        namespace_ok = _matches(namespace_selector, namespace)
-    pod_ok = True if pod_selector is None else _matches(pod_selector, pod)
-    return namespace_ok and pod_ok
-
-
-def _matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    if selector.get("matchExpressions"):
-        raise AssertionError("matchExpressions are not evaluated by this test; extend it")
-    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
-
-
-def admitted(
-    policy: Manifest,
-    *,
-    namespace: Mapping[str, str],
-    pod: Mapping[str, str],
-    port: str,
-    own_namespace: Mapping[str, str],
-) -> bool:
-    """Whether one NetworkPolicy lets a pod with these labels reach the named port."""
-    for rule in policy["spec"].get("ingress") or []:
-        ports = rule.get("ports")
-        port_ok = ports is None or any(p.get("port") == port for p in ports)
-        peers = rule.get("from")
-        peer_ok = peers is None or any(
-            _peer_admits(peer, namespace, pod, own_namespace) for peer in peers
-        )
-        if port_ok and peer_ok:
-            return True
-    return False
-
-
-def _peers(rendering_name: str) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
-    custom = rendering_name == "helm-custom"
-    controller = "traefik" if custom else "ingress-nginx"
-    monitoring = "observability" if custom else "monitoring"
-    return {
-        "ingress controller": (
-            {"kubernetes.io/metadata.name": controller},
-            {"app.kubernetes.io/name": controller},
-        ),
-        "prometheus": (
-            {"kubernetes.io/metadata.name": monitoring},
-            {"app.kubernetes.io/name": "prometheus"},
-        ),
-        "neighbour in the namespace": ({"kubernetes.io/metadata.name": "own"}, {"app": "other"}),
-        "other pod in the controller namespace": (
-            {"kubernetes.io/metadata.name": controller},
-            {"app.kubernetes.io/name": "cert-manager"},
-        ),
-        "pod elsewhere": ({"kubernetes.io/metadata.name": "default"}, {"app": "curl"}),
-    }
-
-
-EXPECTED_ACCESS = {
-    "ingress controller": {"http"},
-    "prometheus": {"metrics"},
-    "neighbour in the namespace": set(),
-    "other pod in the controller namespace": set(),
-    "pod elsewhere": set(),
-}
-
-
-@pytest.mark.parametrize("rendering_name", DEPLOYABLE)
-def test_networkpolicy_admits_each_peer_to_its_port_only(
-    rendering_name: str, renderings: dict[str, list[Manifest]]
-) -> None:
-    policy = find(renderings[rendering_name], "NetworkPolicy")
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    own = {"kubernetes.io/metadata.name": "own"}
-    access = {
-        peer: {
-            port
-            for port in ("http", "metrics")
-            if admitted(policy, namespace=namespace, pod=pod, port=port, own_namespace=own)
-        }
-        for peer, (namespace, pod) in _peers(rendering_name).items()
-    }
-    assert access == EXPECTED_ACCESS
-
-
-def test_networkpolicy_rules_all_name_their_ports_and_peers(rendering: list[Manifest]) -> None:
-    """A rule without ports or without peers would open everything; ipBlocks bypass labels."""
-    for rule in find(rendering, "NetworkPolicy")["spec"]["ingress"]:
-        assert rule.get("ports"), rule
-        assert rule.get("from"), rule
-        assert all("ipBlock" not in peer for peer in rule["from"]), rule
-
-
-def test_admitted_sees_an_opened_port() -> None:
-    """The evaluator itself: a rule without ports opens every port to its peers."""
-    policy: Manifest = {
-        "spec": {"ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "a"}}}]}]}
-    }
-    assert admitted(policy, namespace={"team": "a"}, pod={}, port="metrics", own_namespace={})
-    assert not admitted(policy, namespace={"team": "b"}, pod={}, port="metrics", own_namespace={})
 
 
 @pytest.mark.parametrize(

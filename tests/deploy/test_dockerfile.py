@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ouro_obs.processes import LOOPBACK, ManagedProcess, free_port, http_get
+from ouro_obs.demo.lifecycle import LOOPBACK, ManagedProcess, free_port, http_get
 from tests.deploy.manifests import Manifest, container, find, pod_spec
 from tests.support.tools import REPO_ROOT, require_tool
 
@@ -109,7 +109,7 @@ def test_entrypoint_is_exec_form_uvicorn_on_the_http_port(
     renderings: dict[str, list[Manifest]],
 ) -> None:
     argv = _entrypoint()
-    assert argv[:5] == ["python", "-m", "ouro_obs.multiprocess", "uvicorn", "shop.app:app"]
+    assert argv[:5] == ["python", "-m", "ouro_obs.metrics.multiprocess", "uvicorn", "shop.app:app"]
     assert _option(argv, "--app-dir") == "examples"
     assert "--proxy-headers" in argv
     http_port = int(_option(argv, "--port"))

@@ -30,11 +30,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Labels for objects the Prometheus Operator selects: chart labels plus `release`. */}}
+{{/* Labels for objects the Prometheus Operator selects: chart labels, `release`, extra labels. */}}
 {{- define "ouro-shop.monitoringLabels" -}}
 {{ include "ouro-shop.labels" . }}
 {{- with .Values.monitoring.release }}
 release: {{ . }}
+{{- end }}
+{{- with .Values.monitoring.labels }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}
 
@@ -58,4 +61,16 @@ empty object.
 {{- fail (printf "%s is missing or empty: run `ouro-obs generate examples/shop/slo.yaml -o .` in the repository" $path) }}
 {{- end }}
 {{- $text }}
+{{- end }}
+
+{{/* A NetworkPolicy peer: pods with `podLabels` (any pod when empty) in `namespace`. */}}
+{{- define "ouro-shop.peer" -}}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ .namespace }}
+  {{- with .podLabels }}
+  podSelector:
+    matchLabels:
+      {{- toYaml . | nindent 6 }}
+  {{- end }}
 {{- end }}
