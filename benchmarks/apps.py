@@ -29,14 +29,17 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY, CollectorRegistry
+from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 __all__ = [
     "FULL_STACK_VARIANTS",
     "METRICS_VARIANTS",
+    "ONE_LINE_VARIANTS",
     "REQUEST_PATHS",
     "Recorded",
     "Variant",
+    "add_ouro_obs_metrics",
     "bare",
     "full_stack_pending",
     "instrumentator",
@@ -44,6 +47,7 @@ __all__ = [
     "ouro_obs_full",
     "ouro_obs_metrics",
     "recorded",
+    "requests_counted",
     "starlette_exporter",
     "variant_named",
 ]
@@ -68,20 +72,16 @@ Recorded = dict[str, int]
 _OK = PlainTextResponse("ok")
 
 
+async def _ok() -> PlainTextResponse:
+    """The endpoint of the routes without parameters (never among the requested ones)."""
+    return _OK
+
+
 def _routes(app: FastAPI) -> None:
     """The same route table for every variant (earlier routes make matching do work)."""
-
-    @app.get("/")
-    async def index() -> PlainTextResponse:
-        return _OK
-
-    @app.get("/items")
-    async def list_items() -> PlainTextResponse:
-        return _OK
-
-    @app.post("/items")
-    async def create_item() -> PlainTextResponse:
-        return _OK
+    app.get("/", name="index")(_ok)
+    app.get("/items", name="list_items")(_ok)
+    app.post("/items", name="create_item")(_ok)
 
     @app.get("/items/{item_id}")
     async def get_item(item_id: int) -> PlainTextResponse:
@@ -96,10 +96,7 @@ def _routes(app: FastAPI) -> None:
         return _OK
 
     products = APIRouter(prefix="/api/v1")
-
-    @products.get("/products")
-    async def list_products() -> PlainTextResponse:
-        return _OK
+    products.get("/products", name="list_products")(_ok)
 
     @products.get("/products/{product_id}")
     async def get_product(product_id: int) -> PlainTextResponse:
@@ -121,7 +118,7 @@ def recorded(app: ASGIApp) -> Recorded:
     return counter()
 
 
-def _requests_counted(registry: CollectorRegistry, sample_name: str) -> Callable[[], Recorded]:
+def requests_counted(registry: CollectorRegistry, sample_name: str) -> Callable[[], Recorded]:
     def count() -> Recorded:
         total = sum(
             sample.value
@@ -142,12 +139,13 @@ def bare() -> ASGIApp:
     return _fastapi(dict)
 
 
-def ouro_obs_metrics() -> ASGIApp:
-    """ouro-obs configured for metrics only, like its peers: no access log, span or request id."""
+def add_ouro_obs_metrics(app: Starlette) -> Callable[[], Recorded]:
+    """Add ouro-obs for metrics only, like its peers (no access log, span or request id);
+    returns the count of requests it recorded.
+    """
     from ouro_obs import ObservabilityMiddleware  # noqa: PLC0415 - keeps peers' imports apart
 
     registry = CollectorRegistry()
-    app = _fastapi(_requests_counted(registry, "http_requests_total"))
     app.add_middleware(
         ObservabilityMiddleware,
         registry=registry,
@@ -155,6 +153,25 @@ def ouro_obs_metrics() -> ASGIApp:
         tracing=False,
         request_id_header="",
     )
+    return requests_counted(registry, "http_requests_total")
+
+
+def ouro_obs_metrics() -> ASGIApp:
+    """ouro-obs configured for metrics only (:func:`add_ouro_obs_metrics`)."""
+    app = _fastapi(dict)
+    app.state.bench_recorded = add_ouro_obs_metrics(app)
+    return app
+
+
+def ouro_obs_one_line() -> ASGIApp:
+    """The one line with nothing else configured: request ids and the access line to stdout.
+
+    On the global registry, as a user's app would be; logging and tracing left alone.
+    """
+    from ouro_obs import ObservabilityMiddleware  # noqa: PLC0415
+
+    app = _fastapi(requests_counted(REGISTRY, "http_requests_total"))
+    app.add_middleware(ObservabilityMiddleware, service_name="shop")
     return app
 
 
@@ -165,7 +182,7 @@ def starlette_exporter() -> ASGIApp:
     """
     from starlette_exporter import PrometheusMiddleware  # noqa: PLC0415
 
-    app = _fastapi(_requests_counted(REGISTRY, "starlette_requests_total"))
+    app = _fastapi(requests_counted(REGISTRY, "starlette_requests_total"))
     app.add_middleware(PrometheusMiddleware)
     return app
 
@@ -175,7 +192,7 @@ def instrumentator() -> ASGIApp:
     from prometheus_fastapi_instrumentator import Instrumentator  # noqa: PLC0415
 
     registry = CollectorRegistry()
-    app = _fastapi(_requests_counted(registry, "http_requests_total"))
+    app = _fastapi(requests_counted(registry, "http_requests_total"))
     Instrumentator(registry=registry).instrument(app)
     return app
 
@@ -252,7 +269,7 @@ def ouro_obs_full(log_stream: TextIO | None = None) -> ASGIApp:
     configure_logging(ObservabilitySettings(), level="info", log_format="json", stream=stream)
     registry = CollectorRegistry()
     provider, spans = _traced()
-    requests = _requests_counted(registry, "http_requests_total")
+    requests = requests_counted(registry, "http_requests_total")
 
     def count() -> Recorded:
         counts = {**requests(), **spans()}
@@ -330,6 +347,17 @@ METRICS_VARIANTS: tuple[Variant, ...] = (
     ),
 )
 
+ONE_LINE_VARIANTS: tuple[Variant, ...] = (
+    METRICS_VARIANTS[0],
+    METRICS_VARIANTS[1],
+    Variant(
+        "ouro-obs one line",
+        ouro_obs_one_line,
+        "add_middleware(ObservabilityMiddleware, service_name=...), nothing else configured",
+        _factory(ouro_obs_one_line),
+    ),
+)
+
 FULL_STACK_VARIANTS: tuple[Variant, ...] = (
     METRICS_VARIANTS[0],
     Variant(
@@ -348,7 +376,7 @@ FULL_STACK_VARIANTS: tuple[Variant, ...] = (
 
 
 def variant_named(name: str) -> Variant:
-    for variant in METRICS_VARIANTS + FULL_STACK_VARIANTS:
+    for variant in METRICS_VARIANTS + ONE_LINE_VARIANTS + FULL_STACK_VARIANTS:
         if variant.name == name:
             return variant
     known = ", ".join(v.name for v in METRICS_VARIANTS + FULL_STACK_VARIANTS)

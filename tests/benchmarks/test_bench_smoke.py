@@ -6,23 +6,15 @@ that every variant builds, answers, is measured and lands in the Markdown output
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from benchmarks.apps import METRICS_VARIANTS, Variant, bare, ouro_obs_metrics
-from benchmarks.overhead import (
-    check,
-    drive,
-    in_process_table,
-    main,
-    parse_wrk,
-    process_cpu_seconds,
-    run_in_process,
-)
+from benchmarks.inprocess import check, drive, in_process_table, run_in_process
+from benchmarks.instructions import collected_instructions
+from benchmarks.overhead import MODES, main
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
@@ -109,37 +101,6 @@ def test_the_command_line_prints_markdown_and_writes_it_to_output(
     assert output.read_text() == printed.rstrip("\n") + "\n"
 
 
-def test_wrk_output_is_read_into_counts_rate_and_percentiles() -> None:
-    output = """Running 8s test @ http://127.0.0.1:8000
-  Latency Distribution
-     50%    4.23ms
-     75%    5.01ms
-     90%    5.50ms
-     99%  612.00us
-  59364 requests in 8.00s, 8.32MB read
-Requests/sec:   7420.12
-Transfer/sec:      1.04MB
-"""
-    run = parse_wrk(output)
-
-    assert (run.requests, run.requests_per_second, run.p50_ms, run.p99_ms) == (
-        59364,
-        7420.12,
-        4.23,
-        0.612,
-    )
-    assert run.non_2xx == 0
-
-
-def test_server_cpu_time_is_read_from_proc_and_grows_with_work() -> None:
-    before = process_cpu_seconds(os.getpid())
-    deadline = time.process_time() + 0.05
-    while time.process_time() < deadline:
-        pass
-
-    assert process_cpu_seconds(os.getpid()) >= before + 0.03
-
-
 def test_the_full_stack_mode_prints_its_table() -> None:
     """In a child process: the full stack configures logging process-wide."""
     completed = subprocess.run(
@@ -155,3 +116,30 @@ def test_the_full_stack_mode_prints_its_table() -> None:
     assert "### Full stack in-process" in completed.stdout
     assert "| otel-asgi |" in completed.stdout
     assert "25 server spans" in completed.stdout  # 3 checks + 2 warm-up + 2 rounds of 10
+
+
+def test_the_callgrind_driver_serves_a_variant_without_valgrind() -> None:
+    """The internal ``--drive`` entry callgrind runs: it builds, checks and drives one variant."""
+    assert main(["--drive", "ouro-obs", "--requests", "10", "--warmup", "2"]) == 0
+
+
+def test_callgrind_output_is_read_into_an_instruction_count() -> None:
+    stderr = (
+        "==1== Events    : Ir\n==1== Collected : 1,234,567\n==1==\n==1== I   refs:      1,234,567\n"
+    )
+
+    assert collected_instructions(stderr) == 1_234_567
+
+
+def test_the_help_documents_every_mode() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.overhead", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    for mode in MODES:
+        assert f"``{mode}``" in completed.stdout
