@@ -2,7 +2,8 @@
 
 All three serve :class:`~ouro_obs.asgi.endpoints.ServiceEndpoints`; here both sides have the
 same readiness check (the upstream's health path, which answers 503), so every answer must
-match.
+match, except that the app's own port (which the Ingress reaches) names the failing check
+without its details.
 """
 
 from __future__ import annotations
@@ -75,7 +76,16 @@ def test_the_admin_port_answers_like_the_apps_own_port_and_its_metrics_port(
     with ThreadedUvicorn(service, lifespan=True) as app_port:
         own = answers(app_port.url)
         metrics_port = answers(f"http://127.0.0.1:{settings.metrics_port}")
-    assert admin == own == metrics_port
+    assert admin == metrics_port
+    # The app's own port: the same health answers, the failing check named without its
+    # details; with a metrics port of its own, no /metrics.
+    health = len([probe for probe in PROBES if probe[1].startswith("/health/")])
+    assert [answer for index, answer in enumerate(own[:health]) if index != 2] == [
+        answer for index, answer in enumerate(admin[:health]) if index != 2
+    ]
+    assert {answer[2] for answer in own[health:]} == {404}
     ready = admin[2]
     assert ready[2] == 503
     assert b"GET /healthz answered 503" in ready[4]  # type: ignore[operator]
+    assert own[2][:4] == ready[:4]
+    assert own[2][4] == b'{"failing":["upstream"],"status":"fail"}'
