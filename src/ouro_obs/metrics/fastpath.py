@@ -11,7 +11,10 @@ the installed version when a release changes it):
 - a histogram child keeps ``_sum``, one cell per bucket in the list ``_buckets`` and the
   bucket bounds, ending in +Inf, in the list ``_upper_bounds``;
 - an in-process cell is a ``prometheus_client.values.MutexValue`` holding its float in
-  ``_value`` (a multiprocess cell is another class, backed by a file).
+  ``_value`` (a multiprocess cell is another class, backed by a file);
+- a family (a metric with labels) keeps its children in the dict ``_metrics`` under the
+  lock ``_lock``, and a child built with ``_labelvalues=`` exposes its own bucket bounds:
+  :func:`histogram_child` relies on that for routes with buckets of their own.
 
 Two speeds, each used only where it records exactly what the public methods would:
 
@@ -43,6 +46,7 @@ __all__ = [
     "LockFreeCells",
     "fast_inc",
     "fast_observe",
+    "histogram_child",
     "internals_problem",
     "lock_free_cells",
 ]
@@ -166,6 +170,51 @@ def lock_free_cells(
     return LockFreeCells(owner_thread, *children)
 
 
+def histogram_child(family: Histogram, label_values: tuple[str, ...], buckets: Any) -> Histogram:
+    """``family.labels(*label_values)``, except that the child observes into ``buckets``.
+
+    prometheus_client gives every child of a family the family's buckets; the exposition
+    (and, in multiprocess mode, the files, which carry ``le`` as a label) writes each
+    child's own, so the one metric name serves several bucket lists, one per label set.
+    A child already there is returned as it is.
+    """
+    children: dict[Any, Any] = family._metrics
+    with family._lock:
+        child: Histogram | None = children.get(label_values)
+        if child is None:
+            child = Histogram(
+                family._name,
+                family._documentation,
+                family._labelnames,
+                registry=None,
+                _labelvalues=label_values,
+                buckets=buckets,
+            )
+            children[label_values] = child
+        return child
+
+
+def _own_buckets_problem(registry: CollectorRegistry) -> str | None:
+    """What keeps :func:`histogram_child` from exposing a child's own buckets; None: nothing."""
+    family = Histogram("probe_own_seconds", "probe", ("label",), registry=registry)
+    for name in ("_lock", "_metrics", "_name", "_documentation", "_labelnames"):
+        if not hasattr(family, name):
+            return f"Histogram family has no {name!r}"
+    if not isinstance(family._metrics, dict):
+        return "Histogram family's '_metrics' is not a dict of children"
+    histogram_child(family, ("x",), (1.0, 60.0)).observe(30.0)
+    exposed = {
+        sample.labels.get("le"): sample.value
+        for metric in registry.collect()
+        if metric.name == "probe_own_seconds"
+        for sample in metric.samples
+        if sample.name == "probe_own_seconds_bucket"
+    }
+    if exposed != {"1.0": 0.0, "60.0": 1.0, "+Inf": 1.0}:
+        return f"a child with buckets of its own is exposed as {exposed}, not le=1.0, 60.0, +Inf"
+    return None
+
+
 def internals_problem() -> str | None:
     """What of the relied-on internals the installed prometheus_client lacks; None: nothing.
 
@@ -175,7 +224,11 @@ def internals_problem() -> str | None:
     registry = CollectorRegistry()
     counter = Counter("probe", "probe", ("label",), registry=registry).labels("x")
     histogram = Histogram("probe_seconds", "probe", ("label",), registry=registry).labels("x")
-    problem = _histogram_problem(histogram) or _lock_free_problem(counter, histogram)
+    problem = (
+        _histogram_problem(histogram)
+        or _lock_free_problem(counter, histogram)
+        or _own_buckets_problem(registry)
+    )
     if problem is None:
         return None
     version = importlib.metadata.version("prometheus_client")

@@ -23,10 +23,16 @@ from ouro_obs.contract import (
     WEBSOCKET_DURATION_BUCKETS,
     MetricNames,
 )
-from ouro_obs.metrics.fastpath import LockFreeCells, fast_inc, fast_observe, lock_free_cells
+from ouro_obs.metrics.fastpath import (
+    LockFreeCells,
+    fast_inc,
+    fast_observe,
+    histogram_child,
+    lock_free_cells,
+)
 from ouro_obs.metrics.labels import RequestLabelValues
 
-__all__ = ["HttpMetrics"]
+__all__ = ["HttpMetrics", "RouteInFlight"]
 
 _ROUTE_LABELS = (METHOD_LABEL, ROUTE_LABEL)
 
@@ -61,10 +67,12 @@ class _Instruments:
             "Time from the request's arrival to its last response byte, in seconds.",
             settings.duration_buckets,
         )
+        self.in_progress_name = names.requests_in_progress
+        in_progress_labels = _ROUTE_LABELS if settings.inflight_by_route else (METHOD_LABEL,)
         self.in_progress = Gauge(
             names.requests_in_progress,
             "HTTP requests being served right now.",
-            (METHOD_LABEL, *static),
+            (*in_progress_labels, *static),
             registry=registry,
             multiprocess_mode="livesum",
         )
@@ -115,7 +123,14 @@ class _Instruments:
 
 def _signature(names: MetricNames, settings: ObservabilitySettings) -> tuple[object, ...]:
     """What must agree for two middlewares to share one registry's families."""
-    return (names, settings.duration_buckets, settings.size_buckets, settings.extra_label_names)
+    return (
+        names,
+        settings.duration_buckets,
+        settings.route_duration_bucket_pairs,
+        settings.size_buckets,
+        settings.extra_label_names,
+        settings.inflight_by_route,
+    )
 
 
 _instruments_by_registry: weakref.WeakKeyDictionary[
@@ -173,9 +188,14 @@ class _Series:
         status: str,
         extra: tuple[str, ...],
         owner_thread: int,
+        duration_buckets: tuple[float, ...] | None,
     ):
         self.requests = instruments.requests.labels(method, route, status, *extra)
-        self.duration = instruments.duration.labels(method, route, *extra)
+        if duration_buckets is None:
+            self.duration = instruments.duration.labels(method, route, *extra)
+        else:  # the route's own buckets, under the same metric name
+            label_values = (method, route, *extra)
+            self.duration = histogram_child(instruments.duration, label_values, duration_buckets)
         request_size = instruments.request_size.labels(method, route, *extra)
         response_size = instruments.response_size.labels(method, route, *extra)
         self.count = fast_inc(self.requests)
@@ -219,6 +239,14 @@ class HttpMetrics:
                 count_overflow=self._label_overflowed,
                 count_error=self.instrumentation_error,
             )
+        #: Duration buckets of the routes that have their own (``route_duration_buckets``).
+        self._route_buckets = dict(settings.route_duration_bucket_pairs)
+        #: The in-flight gauge by (method, route); None when it is by method only.
+        self.route_in_flight: RouteInFlight | None = None
+        if settings.inflight_by_route:
+            self.route_in_flight = RouteInFlight(
+                self._instruments, self._static_values, settings, self.label_sets_overflowed
+            )
         self._series: dict[_SeriesKey, _Series] = {}
         self._route_label_sets: set[tuple[str, str, tuple[str, ...]]] = set()
         self._in_progress: dict[str, Callable[[float], None]] = {}
@@ -228,6 +256,9 @@ class HttpMetrics:
         self._owner_thread: int | None = None
 
     def started(self, method: str) -> None:
+        """Count a request in flight; by route, :attr:`route_in_flight` does (this does not)."""
+        if self.route_in_flight is not None:
+            return
         add = self._in_progress.get(method)
         if add is None:
             gauge = self._instruments.in_progress.labels(method, *self._static_values)
@@ -235,7 +266,8 @@ class HttpMetrics:
         add(1)
 
     def ended(self, method: str) -> None:
-        self._in_progress[method](-1)
+        if self.route_in_flight is None:
+            self._in_progress[method](-1)
 
     def observe(
         self,
@@ -296,7 +328,10 @@ class HttpMetrics:
         assert self._owner_thread is not None
         extra = self._static_values + labels
         status_label = f"{status // 100}xx" if self._status_classes else str(status)
-        return _Series(self._instruments, method, route, status_label, extra, self._owner_thread)
+        buckets = self._route_buckets.get(route)
+        return _Series(
+            self._instruments, method, route, status_label, extra, self._owner_thread, buckets
+        )
 
     def _overflow(self, key: _SeriesKey, *, histograms: bool) -> _Series:
         """The series for an over-cap label set; not cached under ``key`` to stay bounded."""
@@ -339,3 +374,75 @@ class HttpMetrics:
 
     def instrumentation_error(self, stage: str) -> None:
         self._instruments.errors.labels(stage).inc()
+
+    def label_sets_overflowed(self, metric: str) -> None:
+        """Count one observation of ``metric`` sent to the overflow route (another backend's)."""
+        self._instruments.overflow.labels(metric).inc()
+
+
+class RouteInFlight:
+    """The in-flight gauge by (method, route): ``settings.inflight_by_route``.
+
+    The pipeline calls :meth:`started` once the route is known (before the app runs) and
+    :meth:`ended` with the same labels. At most ``max_label_sets`` (method, route) pairs
+    get a series; the others share the overflow route's and are counted in
+    ``ouro_obs_label_overflow_total{metric="http_requests_in_progress"}``.
+    """
+
+    __slots__ = (
+        "_adders",
+        "_cap",
+        "_count_overflow",
+        "_gauge",
+        "_lock",
+        "_name",
+        "_overflow",
+        "_static",
+    )
+
+    def __init__(
+        self,
+        instruments: _Instruments,
+        static_values: tuple[str, ...],
+        settings: ObservabilitySettings,
+        count_overflow: Callable[[str], None],
+    ) -> None:
+        self._gauge = instruments.in_progress
+        self._name = instruments.in_progress_name
+        self._cap = settings.max_label_sets
+        self._overflow = settings.overflow_label
+        self._count_overflow = count_overflow
+        self._static = static_values
+        self._adders: dict[tuple[str, str], Callable[[float], None]] = {}
+        self._lock = threading.Lock()
+
+    def started(self, method: str, route: str) -> None:
+        add = self._adders.get((method, route))
+        if add is None:
+            add = self._admit(method, route)
+        add(1)
+
+    def ended(self, method: str, route: str) -> None:
+        add = self._adders.get((method, route))
+        if add is None:  # over the cap when it started, so it still is
+            add = self._adder(method, self._overflow)
+        add(-1)
+
+    def _admit(self, method: str, route: str) -> Callable[[float], None]:
+        with self._lock:
+            add = self._adders.get((method, route))
+            if add is not None:
+                return add
+            if len(self._adders) < self._cap:
+                return self._adder(method, route)
+            overflow = self._adder(method, self._overflow)
+        self._count_overflow(self._name)
+        return overflow
+
+    def _adder(self, method: str, route: str) -> Callable[[float], None]:
+        """The (cached) increment of one series; over-cap routes are never cached."""
+        add = self._adders.get((method, route))
+        if add is None:
+            add = fast_inc(self._gauge.labels(method, route, *self._static))
+            self._adders[(method, route)] = add
+        return add
