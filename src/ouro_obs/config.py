@@ -9,9 +9,10 @@ settings object is built (see :func:`multiprocess_dir_from_environment`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from ouro_obs.contract import DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS
 __all__ = [
     "ENV_VARIABLES",
     "LABEL_SOURCES",
+    "METRICS_BACKENDS",
     "MULTIPROCESS_DIR_VARIABLE",
     "ConfigError",
     "ObservabilitySettings",
@@ -65,6 +67,9 @@ class ConfigError(ValueError):
 def _frozen(paths: Any) -> frozenset[str]:
     return frozenset(paths)
 
+
+#: What ``metrics_backend`` accepts: prometheus_client families, or the OpenTelemetry SDK.
+METRICS_BACKENDS: tuple[str, ...] = ("prometheus", "opentelemetry")
 
 #: Where a :class:`RequestLabel` reads its value (``kind:key``), besides a callable.
 LABEL_SOURCES: tuple[str, ...] = ("header", "path_param", "scope", "state", "response_header")
@@ -136,6 +141,10 @@ class ObservabilitySettings:
     environment: str = ""
     #: Prepended to every metric name with ``_`` (``shop`` -> ``shop_http_requests_total``).
     metrics_namespace: str = ""
+    #: ``prometheus`` (the ``http_requests_total`` family) or ``opentelemetry``: the HTTP
+    #: semantic-convention instruments on a MeterProvider, scraped on ``/metrics`` and pushed
+    #: over OTLP when ``OTEL_METRICS_EXPORTER=otlp`` (needs the ``otel-metrics`` extra).
+    metrics_backend: str = "prometheus"
     #: Path serving /metrics on the app's own port; ``None`` serves it nowhere on that port.
     #: Left at its default, a ``metrics_port`` takes it off the app port (see
     #: :attr:`app_metrics_path`); set explicitly, it is served on both.
@@ -161,7 +170,15 @@ class ObservabilitySettings:
     #: Labels each request supplies (:class:`RequestLabel`), each bounded.
     request_labels: tuple[RequestLabel, ...] = ()
     duration_buckets: tuple[float, ...] = DEFAULT_DURATION_BUCKETS
+    #: Duration buckets of named route templates, instead of ``duration_buckets`` on that
+    #: route's series (``{"/export": (1, 5, 30, 60, 120)}``); stored sorted by template.
+    route_duration_buckets: (
+        Mapping[str, Sequence[float]] | tuple[tuple[str, tuple[float, ...]], ...]
+    ) = ()
     size_buckets: tuple[float, ...] = DEFAULT_SIZE_BUCKETS
+    #: Label the in-flight gauge by route template too; the route is then resolved from
+    #: the app's routes before the app runs, and labels all of the request's metrics.
+    inflight_by_route: bool = False
     #: Hard cap on distinct label sets per metric; the excess goes to ``overflow_label``.
     max_label_sets: int = 1000
     unmatched_route_label: str = "<unmatched>"
@@ -216,6 +233,8 @@ class ObservabilitySettings:
             object.__setattr__(self, "excluded_paths", _frozen(self.excluded_paths))
         self._check_exclusions()
         self._check_labels()
+        self._check_metrics_backend()
+        self._check_route_options()
         if not self.multiprocess_dir:
             object.__setattr__(self, "multiprocess_dir", None)
 
@@ -236,6 +255,43 @@ class ObservabilitySettings:
         object.__setattr__(self, "excluded_path_patterns", patterns)
         methods = _frozen(method.strip().upper() for method in self.excluded_methods)
         object.__setattr__(self, "excluded_methods", methods)
+
+    def _check_metrics_backend(self) -> None:
+        backend = self.metrics_backend.strip().lower()
+        object.__setattr__(self, "metrics_backend", backend)
+        if backend not in METRICS_BACKENDS:
+            raise ConfigError(
+                f"metrics_backend={backend!r}; use one of {', '.join(METRICS_BACKENDS)}"
+            )
+        if backend == "prometheus":
+            return
+        # The semantic-convention names and attributes are fixed, and the status is a code.
+        if self.metrics_namespace:
+            raise ConfigError(
+                f"metrics_namespace={self.metrics_namespace!r} does not apply to "
+                "metrics_backend='opentelemetry' (its names are the semantic conventions'); "
+                "drop it, or tell services apart by the job label or the resource"
+            )
+        if self.status_class_label:
+            raise ConfigError(
+                "status_class_label does not apply to metrics_backend='opentelemetry' "
+                "(http.response.status_code is the code sent); drop it"
+            )
+
+    def _check_route_options(self) -> None:
+        object.__setattr__(
+            self, "route_duration_buckets", _route_buckets(self.route_duration_buckets)
+        )
+        if self.metrics_backend != "opentelemetry":
+            return
+        # An OpenTelemetry View picks buckets per instrument, not per attribute value, and
+        # http.server.active_requests has no http.route by the semantic conventions.
+        for name in ("route_duration_buckets", "inflight_by_route"):
+            if getattr(self, name):
+                raise ConfigError(
+                    f"{name} does not apply to metrics_backend='opentelemetry'; drop it, "
+                    "or use the prometheus backend"
+                )
 
     def _check_labels(self) -> None:
         items = self.static_labels
@@ -262,6 +318,12 @@ class ObservabilitySettings:
     def static_label_pairs(self) -> tuple[tuple[str, str], ...]:
         items = self.static_labels
         return tuple(sorted(items.items())) if isinstance(items, Mapping) else tuple(items)
+
+    @property
+    def route_duration_bucket_pairs(self) -> tuple[tuple[str, tuple[float, ...]], ...]:
+        """``route_duration_buckets`` as (template, buckets) pairs, sorted by template."""
+        items = self.route_duration_buckets
+        return items if isinstance(items, tuple) else _route_buckets(items)
 
     def _check_logging(self) -> None:
         object.__setattr__(self, "log_level", self.log_level.strip().lower())
@@ -398,6 +460,62 @@ def _floats(raw: str) -> tuple[float, ...]:
     return tuple(float(part) for part in raw.split(",") if part.strip())
 
 
+def _route_floats(raw: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """``/export=1,5,30,60;/reports/{report_id}=0.5,1,5``."""
+    pairs: list[tuple[str, tuple[float, ...]]] = []
+    for item in (part.strip() for part in raw.split(";")):
+        if not item:
+            continue
+        template, equals, buckets = item.rpartition("=")
+        if not equals or not template.strip():
+            raise ValueError(f"{item!r} is not /route/template=0.5,1,5 (routes separated by ';')")
+        pairs.append((template.strip(), _floats(buckets)))
+    return tuple(pairs)
+
+
+#: What a route template looks like: the path format Starlette and FastAPI label routes with.
+_ROUTE_TEMPLATE = re.compile(r"/[^\s{}]*(?:\{[A-Za-z_][A-Za-z0-9_]*\}[^\s{}]*)*")
+_BUCKETS_EXAMPLE = "e.g. (0.5, 1, 5, 30, 60, 120)"
+
+
+def _route_buckets(
+    items: Mapping[str, Sequence[float]] | Sequence[tuple[str, Sequence[float]]],
+) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """``route_duration_buckets`` checked, as sorted (template, buckets) pairs."""
+    pairs = items.items() if isinstance(items, Mapping) else items
+    checked: dict[str, tuple[float, ...]] = {}
+    for template, buckets in pairs:
+        where = f"route_duration_buckets[{template!r}]"
+        if not isinstance(template, str) or not _ROUTE_TEMPLATE.fullmatch(template):
+            hint = "write it as the app declares it, e.g. '/export/{report_id}'"
+            if ":" in str(template):
+                hint = "write it without the converter, e.g. '/items/{item_id}'"
+            raise ConfigError(f"{where}: not a route template; {hint}")
+        if template in checked:
+            raise ConfigError(f"{where}: the route is given twice; keep one bucket list")
+        checked[template] = _checked_buckets(where, buckets)
+    return tuple(sorted(checked.items()))
+
+
+def _checked_buckets(where: str, buckets: object) -> tuple[float, ...]:
+    if isinstance(buckets, str | bytes) or not isinstance(buckets, Sequence) or not buckets:
+        raise ConfigError(
+            f"{where}: give a non-empty list of bounds in seconds, {_BUCKETS_EXAMPLE}"
+        )
+    for bound in buckets:
+        if isinstance(bound, bool) or not isinstance(bound, int | float):
+            raise ConfigError(f"{where}: {bound!r} is not a number of seconds; {_BUCKETS_EXAMPLE}")
+        if not math.isfinite(bound) or bound <= 0:
+            raise ConfigError(
+                f"{where}: {bound!r} is not a positive, finite number of seconds "
+                f"(+Inf is always added); {_BUCKETS_EXAMPLE}"
+            )
+    bounds = tuple(float(bound) for bound in buckets)
+    if list(bounds) != sorted(set(bounds)):
+        raise ConfigError(f"{where}: the bounds must be strictly increasing, {_BUCKETS_EXAMPLE}")
+    return bounds
+
+
 #: Every environment variable ``from_env`` reads, with the setting it fills.
 ENV_VARIABLES: dict[str, tuple[str, Any]] = {
     "OTEL_SERVICE_NAME": ("service_name", str),
@@ -405,6 +523,7 @@ ENV_VARIABLES: dict[str, tuple[str, Any]] = {
     "OURO_OBS_SERVICE_VERSION": ("service_version", str),
     "OURO_OBS_ENVIRONMENT": ("environment", str),
     "OURO_OBS_METRICS_NAMESPACE": ("metrics_namespace", str),
+    "OURO_OBS_METRICS_BACKEND": ("metrics_backend", str),
     "OURO_OBS_METRICS_PATH": ("metrics_path", _optional_path),
     "OURO_OBS_METRICS_PORT": ("metrics_port", int),
     "OURO_OBS_METRICS_HOST": ("metrics_host", str),
@@ -419,6 +538,8 @@ ENV_VARIABLES: dict[str, tuple[str, Any]] = {
     "OURO_OBS_STATIC_LABELS": ("static_labels", _static_labels),
     "OURO_OBS_REQUEST_LABELS": ("request_labels", _request_labels),
     "OURO_OBS_DURATION_BUCKETS": ("duration_buckets", _floats),
+    "OURO_OBS_ROUTE_DURATION_BUCKETS": ("route_duration_buckets", _route_floats),
+    "OURO_OBS_INFLIGHT_BY_ROUTE": ("inflight_by_route", _bool),
     "OURO_OBS_MAX_LABEL_SETS": ("max_label_sets", int),
     "OURO_OBS_EXEMPLARS": ("exemplars", _bool),
     "OURO_OBS_CREATED_SERIES": ("created_series", _bool),

@@ -19,6 +19,7 @@ __all__ = [
     "STATUS_LABEL",
     "WEBSOCKET_DURATION_BUCKETS",
     "MetricNames",
+    "OtelNames",
     "normalize_method",
 ]
 
@@ -109,3 +110,32 @@ class MetricNames:
     @property
     def instrumentation_errors_total(self) -> str:
         return self._name("ouro_obs_instrumentation_errors_total")
+
+
+@dataclass(frozen=True, slots=True)
+class OtelNames:
+    """The OpenTelemetry metrics mode: HTTP semantic-convention instruments and attributes.
+
+    ``scraped_*`` are the names Prometheus gives them when it scrapes them through
+    ``opentelemetry-exporter-prometheus`` (dots become ``_``, the unit ``s`` adds
+    ``_seconds`` and ``By`` adds ``_bytes``; ``{request}`` adds nothing, and no ``_total``
+    is added because none of them is a counter). There is no request counter: requests are
+    counted by the duration histogram's ``_count``, which carries the status code.
+    """
+
+    request_duration: str = "http.server.request.duration"
+    active_requests: str = "http.server.active_requests"
+    request_body_size: str = "http.server.request.body.size"
+    response_body_size: str = "http.server.response.body.size"
+    method_attribute: str = "http.request.method"
+    route_attribute: str = "http.route"
+    status_attribute: str = "http.response.status_code"
+    scheme_attribute: str = "url.scheme"
+    error_type_attribute: str = "error.type"
+    scraped_request_duration: str = "http_server_request_duration_seconds"
+    scraped_active_requests: str = "http_server_active_requests"
+    scraped_request_body_size: str = "http_server_request_body_size_bytes"
+    scraped_response_body_size: str = "http_server_response_body_size_bytes"
+    scraped_method_label: str = "http_request_method"
+    scraped_route_label: str = "http_route"
+    scraped_status_label: str = "http_response_status_code"

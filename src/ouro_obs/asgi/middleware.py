@@ -15,8 +15,9 @@ import asyncio
 import logging
 from typing import Any
 
+from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ouro_obs.asgi.endpoints import ServiceEndpoints
@@ -24,7 +25,12 @@ from ouro_obs.asgi.exchange import Exchange
 from ouro_obs.asgi.exclusions import Exclusions
 from ouro_obs.asgi.health import ReadinessChecks
 from ouro_obs.asgi.pipeline import RequestPipeline
-from ouro_obs.asgi.recorders import Failsafe, MetricsRecorder
+from ouro_obs.asgi.recorders import (
+    Failsafe,
+    MetricsRecorder,
+    OtelMetricsRecorder,
+    RequestMetrics,
+)
 from ouro_obs.asgi.routes import RouteResolver
 from ouro_obs.asgi.websocket import WebSocketObserver
 from ouro_obs.config import ObservabilitySettings
@@ -54,8 +60,10 @@ class ObservabilityMiddleware:
     run by the readiness endpoint), ``route_resolver`` (templates known before the app
     runs, e.g. from an OpenAPI document; otherwise Starlette's routing is read),
     ``tracer_provider`` (default: the global one, as ``configure_tracing()`` installs it;
-    read at the first request) and ``logger`` (the access line's structlog logger,
-    default ``structlog.get_logger("ouro_obs.access")``).
+    read at the first request), ``meter_provider`` (``metrics_backend="opentelemetry"``
+    only; default: one of its own, scraped on ``registry`` and pushed as the ``OTEL_*``
+    variables say, see :func:`~ouro_obs.metrics.otel.otel_meter_provider`) and ``logger``
+    (the access line's structlog logger, default ``structlog.get_logger("ouro_obs.access")``).
     """
 
     def __init__(
@@ -68,6 +76,7 @@ class ObservabilityMiddleware:
         readiness: ReadinessChecks | None = None,
         route_resolver: RouteResolver | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: otel_metrics.MeterProvider | None = None,
         logger: Any = None,
         **options: Any,
     ) -> None:
@@ -99,14 +108,36 @@ class ObservabilityMiddleware:
         self._unsettled = RequestPipeline.from_settings(
             settings,
             failsafe=self._failsafe,
-            metrics=MetricsRecorder(self.metrics),
+            metrics=self._request_metrics(settings, registry, meter_provider),
             route_resolver=route_resolver,
             tracer_provider=tracer_provider,
             logger=logger,
+            route_in_flight=self.metrics.route_in_flight,
         )
         #: Settled by the first request, once the app has configured logging and tracing.
         self._pipeline: RequestPipeline | None = None
         self._websockets: WebSocketObserver | None = None
+
+    def _request_metrics(
+        self,
+        settings: ObservabilitySettings,
+        registry: CollectorRegistry | None,
+        meter_provider: otel_metrics.MeterProvider | None,
+    ) -> RequestMetrics:
+        """The recorder of the configured backend (the OpenTelemetry one imported on demand)."""
+        #: The provider this middleware built itself, flushed at shutdown.
+        self._own_meter_provider: Any = None
+        if settings.metrics_backend != "opentelemetry":
+            return MetricsRecorder(self.metrics)
+        from ouro_obs.metrics.otel import OtelHttpMetrics, shared_meter_provider  # noqa: PLC0415
+
+        if meter_provider is None:
+            meter_provider = shared_meter_provider(settings, registry or REGISTRY)
+            self._own_meter_provider = meter_provider
+        recorder = OtelHttpMetrics(
+            settings, meter_provider, count_overflow=self.metrics.label_sets_overflowed
+        )
+        return OtelMetricsRecorder(recorder, self.metrics.request_labels)
 
     def _metrics_port(
         self, settings: ObservabilitySettings, registry: CollectorRegistry | None
@@ -207,6 +238,7 @@ class ObservabilityMiddleware:
         async def send_wrapper(message: Message) -> None:
             if message["type"] in _SHUTDOWN_ENDS:  # after the app's own shutdown code
                 await self._flush_spans()
+                await self._flush_metrics()
             await send(message)
 
         return send_wrapper
@@ -225,6 +257,17 @@ class ObservabilityMiddleware:
             await asyncio.to_thread(span_source.flush_for_exit, timeout)
         except Exception:  # the app's shutdown goes on
             self._failsafe.failed("tracing")
+
+    async def _flush_metrics(self) -> None:
+        """Push the last OpenTelemetry metrics (their OTLP readers), within the span timeout."""
+        provider = self._own_meter_provider
+        if provider is None:
+            return
+        timeout_millis = self.settings.span_flush_timeout_seconds * 1000
+        try:
+            await asyncio.to_thread(provider.force_flush, timeout_millis)
+        except Exception:  # the app's shutdown goes on
+            self._failsafe.failed("metrics")
 
     def _start_metrics_server(self) -> None:
         """Bind the metrics port once (at lifespan start-up, or on the first request).

@@ -34,13 +34,14 @@ from ouro_obs.asgi.errors import (
     name_requests_in_handler,
     send_internal_error,
 )
-from ouro_obs.asgi.exchange import Exchange
-from ouro_obs.asgi.recorders import Failsafe, MetricsRecorder, Recorder
+from ouro_obs.asgi.exchange import DepartureWatch, Exchange
+from ouro_obs.asgi.recorders import Failsafe, Recorder, RequestMetrics
 from ouro_obs.asgi.request_id import accepted_request_id, new_request_id
 from ouro_obs.asgi.routes import RouteResolver, RouteTemplates
 from ouro_obs.config import ObservabilitySettings
 from ouro_obs.logs.access import AccessLog
 from ouro_obs.logs.redaction import query_names
+from ouro_obs.metrics.instruments import RouteInFlight
 from ouro_obs.tracing.spans import ServerSpans, SpanRecorder
 
 __all__ = ["RequestPipeline"]
@@ -61,7 +62,7 @@ class RequestPipeline:
     """
 
     failsafe: Failsafe
-    metrics: MetricsRecorder
+    metrics: RequestMetrics
     route_resolver: RouteResolver | None
     route_templates: RouteTemplates
     unmatched_route: str
@@ -71,6 +72,10 @@ class RequestPipeline:
     #: Where SERVER spans come from once the tracer provider is known; None: no tracing.
     span_source: ServerSpans | None
     access_log: AccessLog | None
+    #: Arms the client-departure listener of requests that run longer than a moment.
+    departures: DepartureWatch
+    #: The in-flight gauge by route (``inflight_by_route``); None: by method, in ``metrics``.
+    route_in_flight: RouteInFlight | None = None
     # What :meth:`settled` decides, for the app as the first request finds it:
     #: Starts SERVER spans; None when nothing would record them.
     spans: SpanRecorder | None = None
@@ -80,6 +85,10 @@ class RequestPipeline:
     header_roles: _HeaderRoles = field(default_factory=dict)
     #: Whether the middleware itself sends the plain 500 for an unhandled exception.
     answers_errors: bool = False
+    #: The Starlette app directly inside us, when the middleware wraps one itself (the app
+    #: then puts itself in the scope only once it runs); what routes are matched against
+    #: before the app runs, for :attr:`route_in_flight`.
+    wrapped_routes_app: Any = None
 
     @classmethod
     def from_settings(
@@ -87,10 +96,11 @@ class RequestPipeline:
         settings: ObservabilitySettings,
         *,
         failsafe: Failsafe,
-        metrics: MetricsRecorder,
+        metrics: RequestMetrics,
         route_resolver: RouteResolver | None,
         tracer_provider: trace.TracerProvider | None,
         logger: Any,
+        route_in_flight: RouteInFlight | None = None,
     ) -> RequestPipeline:
         """The pipeline ``settings`` describe, to be :meth:`settled` by the first request.
 
@@ -117,6 +127,8 @@ class RequestPipeline:
             accept_request_id=settings.accept_request_id,
             span_source=span_source,
             access_log=access_log,
+            departures=DepartureWatch(failsafe),
+            route_in_flight=route_in_flight,
         )
 
     def settled(self, scope: Scope | None, middleware: object = None) -> RequestPipeline:
@@ -150,17 +162,45 @@ class RequestPipeline:
             recorders=tuple(recorders),
             header_roles=header_roles,
             answers_errors=answers_errors,
+            wrapped_routes_app=_routes_app(getattr(middleware, "app", None)),
         )
 
     def begin(self, exchange: Exchange) -> None:
         """Everything that must happen before the app runs."""
         call = self.failsafe.call
-        call("metrics", self.metrics.started, exchange.method)
+        # The two steps of every request catch their errors here rather than through
+        # Failsafe.call: a call frame less each, per request.
+        try:
+            self.metrics.started(exchange)
+        except Exception:
+            self.failsafe.failed("metrics")
         if self.route_resolver is not None:
             known: str | None = call("route", self.route_resolver, exchange.scope)
             exchange.route = known or ""
+        if self.route_in_flight is not None:
+            call("metrics", self._started_on_route, exchange)
         if self.header_roles or self.request_id_header is not None or self.spans is not None:
-            call("request", self._enter, exchange)
+            try:
+                self._enter(exchange)
+            except Exception:
+                self.failsafe.failed("request")
+        self.departures.add(exchange)  # last: in the context the app runs in
+
+    def _started_on_route(self, exchange: Exchange) -> None:
+        """Count the request in flight on its route, found now from the app's routes.
+
+        A template found now labels the whole request. When none is found (the app is not
+        a Starlette one, or rewrites the path), the gauge counts the request as unmatched
+        and :meth:`finish` still asks the router's answer for the other metrics.
+        """
+        assert self.route_in_flight is not None
+        if not exchange.route:
+            scope = exchange.scope
+            if "app" not in scope and self.wrapped_routes_app is not None:
+                scope = {**scope, "app": self.wrapped_routes_app}
+            found = self.failsafe.call("route", self.route_templates, scope, exchange.root_path)
+            exchange.route = found or ""
+        self.route_in_flight.started(exchange.method, exchange.route or self.unmatched_route)
 
     def _enter(self, exchange: Exchange) -> None:
         """Read the headers once; bind the request id for log lines; start the span."""
@@ -221,10 +261,17 @@ class RequestPipeline:
         """Settle the finished exchange's record and hand it to the recorders."""
         failsafe = self.failsafe
         route = exchange.route
-        if not route:
-            template: str | None = failsafe.call(
-                "route", self.route_templates, exchange.scope, exchange.root_path
+        in_flight = self.route_in_flight
+        if in_flight is not None:  # under the labels begin counted it with
+            failsafe.call(
+                "metrics", in_flight.ended, exchange.method, route or self.unmatched_route
             )
+        if not route:
+            try:  # not through Failsafe.call: a call frame less per request
+                template = self.route_templates(exchange.scope, exchange.root_path)
+            except Exception:
+                failsafe.failed("route")
+                template = None
             route = template or self.unmatched_route
         failsafe.record(self.recorders, exchange.settle(route))
 
@@ -243,6 +290,11 @@ class RequestPipeline:
         """The template of a request the app has routed (the unmatched label when none)."""
         template = self.failsafe.call("route", self.route_templates, scope, root_path)
         return self.unmatched_route if template is None else template
+
+
+def _routes_app(app: object) -> object:
+    """``app`` if it holds a route table (a Starlette or FastAPI application), else None."""
+    return app if isinstance(getattr(app, "routes", None), list) else None
 
 
 def _header_roles(

@@ -13,12 +13,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
-from typing import Protocol, TypeVar, TypeVarTuple
+from typing import TYPE_CHECKING, Protocol, TypeVar, TypeVarTuple
 
 from ouro_obs.asgi.record import RequestRecord
 from ouro_obs.metrics import HttpMetrics
+from ouro_obs.metrics.labels import RequestLabelValues
 
-__all__ = ["Failsafe", "MetricsRecorder", "Recorder"]
+if TYPE_CHECKING:
+    from ouro_obs.metrics.otel import OtelHttpMetrics
+
+__all__ = ["Failsafe", "MetricsRecorder", "OtelMetricsRecorder", "Recorder", "RequestMetrics"]
 
 _log = logging.getLogger("ouro_obs")
 
@@ -33,6 +37,12 @@ class Recorder(Protocol):
     def stage(self) -> str: ...
 
     def record(self, record: RequestRecord, /) -> None: ...
+
+
+class RequestMetrics(Recorder, Protocol):
+    """A metrics recorder: counts the request in flight before the app runs, then records it."""
+
+    def started(self, record: RequestRecord, /) -> None: ...
 
 
 class Failsafe:
@@ -80,15 +90,18 @@ class MetricsRecorder:
     The in-flight gauge rises in ``started``, before the app runs.
     """
 
-    __slots__ = ("_labels", "_metrics", "started")
+    __slots__ = ("_labels", "_metrics", "_started")
     stage = "metrics"
 
     def __init__(self, metrics: HttpMetrics) -> None:
         self._metrics = metrics
         #: The declared request labels' values of a record; None when none are declared.
         self._labels = metrics.request_labels
-        #: Count a request of this (normalized) method in flight.
-        self.started: Callable[[str], None] = metrics.started
+        self._started: Callable[[str], None] = metrics.started
+
+    def started(self, record: RequestRecord) -> None:
+        """Count the request (its normalized method) in flight."""
+        self._started(record.method)
 
     def record(self, record: RequestRecord) -> None:
         metrics = self._metrics
@@ -109,3 +122,44 @@ class MetricsRecorder:
 def _headers(record: RequestRecord) -> list[tuple[bytes, bytes]]:
     start = record.response_start
     return [] if start is None else list(start.get("headers") or ())
+
+
+class OtelMetricsRecorder:
+    """The same signals on OpenTelemetry instruments (``metrics_backend="opentelemetry"``).
+
+    ``error.type`` is set when the request ended in error: the exception's class when the
+    app raised, else the status code for a 5xx (the semantic conventions' rule).
+    """
+
+    __slots__ = ("_labels", "_metrics")
+    stage = "metrics"
+
+    def __init__(self, metrics: OtelHttpMetrics, labels: RequestLabelValues | None) -> None:
+        self._metrics = metrics
+        self._labels = labels
+
+    def started(self, record: RequestRecord) -> None:
+        """Count the request in flight, by method and scheme."""
+        self._metrics.started(record.method, record.scope.get("scheme") or "http")
+
+    def record(self, record: RequestRecord) -> None:
+        metrics = self._metrics
+        scheme: str = record.scope.get("scheme") or "http"
+        metrics.ended(record.method, scheme)
+        status = record.status
+        error = record.error
+        if error is not None:
+            error_type: str | None = record.error_type
+        else:
+            error_type = str(status) if status >= 500 else None
+        metrics.observe(
+            record.method,
+            record.route,
+            status,
+            scheme,
+            error_type,
+            record.end_time - record.start_time,
+            record.request_bytes,
+            record.response_bytes,
+            () if self._labels is None else self._labels(record.scope, _headers(record)),
+        )

@@ -1,10 +1,11 @@
-"""A small OTLP/HTTP trace receiver on loopback: where the demo's spans end up.
+"""A small OTLP/HTTP receiver on loopback: where the demo's spans (and metrics) end up.
 
 It is a real HTTP server (in a thread of the calling process) that decodes
-``ExportTraceServiceRequest`` protobuf bodies with opentelemetry-proto, exactly what a
-collector's OTLP/HTTP receiver accepts on ``/v1/traces`` (gzip included), and keeps the
-spans in memory to count and inspect them (the integration tests assert on them too).
-Not for production: it keeps every span it gets.
+``ExportTraceServiceRequest`` and ``ExportMetricsServiceRequest`` protobuf bodies with
+opentelemetry-proto, exactly what a collector's OTLP/HTTP receiver accepts on
+``/v1/traces`` and ``/v1/metrics`` (gzip included), and keeps the spans and metric points
+in memory to count and inspect them (the integration tests assert on them too).
+Not for production: it keeps everything it gets.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -26,9 +31,10 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from ouro_obs.demo.lifecycle import LOOPBACK, ServedInThread
 
-__all__ = ["OTLPReceiver", "ReceivedSpan"]
+__all__ = ["OTLPReceiver", "ReceivedPoint", "ReceivedSpan"]
 
 TRACES_PATH = "/v1/traces"
+METRICS_PATH = "/v1/metrics"
 _MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
@@ -84,12 +90,61 @@ def _received(span: Span, resource: dict[str, Any], scope: str) -> ReceivedSpan:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ReceivedPoint:
+    """One data point of a received metric: a histogram's count and sum, a sum's or gauge's value."""
+
+    metric: str
+    unit: str
+    #: ``histogram``, ``sum`` or ``gauge`` (others are kept with value 0).
+    kind: str
+    attributes: Mapping[str, Any]
+    value: float
+    resource: Mapping[str, Any]
+    scope: str
+    #: A histogram's sum and bucket boundaries (empty for the other kinds).
+    total: float = 0.0
+    bounds: tuple[float, ...] = ()
+
+
+def _points(request: ExportMetricsServiceRequest) -> list[ReceivedPoint]:
+    points = []
+    for resource_metrics in request.resource_metrics:
+        resource = _attributes(resource_metrics.resource.attributes)
+        for scope_metrics in resource_metrics.scope_metrics:
+            scope = scope_metrics.scope.name
+            for metric in scope_metrics.metrics:
+                kind = metric.WhichOneof("data") or ""
+                for point in getattr(metric, kind).data_points if kind else ():
+                    if kind == "histogram":
+                        value, total = float(point.count), point.sum
+                        bounds = tuple(point.explicit_bounds)
+                    else:
+                        which = point.WhichOneof("value")
+                        value, total, bounds = float(getattr(point, which or "as_int")), 0.0, ()
+                    points.append(
+                        ReceivedPoint(
+                            metric.name,
+                            metric.unit,
+                            kind,
+                            _attributes(point.attributes),
+                            value,
+                            resource,
+                            scope,
+                            total,
+                            bounds,
+                        )
+                    )
+    return points
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_POST(self) -> None:
-        if self.path.split("?")[0] != TRACES_PATH:
-            self._answer(404, b"only /v1/traces is received here")
+        path = self.path.split("?")[0]
+        if path not in {TRACES_PATH, METRICS_PATH}:
+            self._answer(404, b"only /v1/traces and /v1/metrics are received here")
             return
         length = int(self.headers.get("content-length") or 0)
         if not 0 <= length <= _MAX_BODY_BYTES:
@@ -101,6 +156,9 @@ class _Handler(BaseHTTPRequestHandler):
         if "protobuf" not in self.headers.get("content-type", ""):
             self._answer(415, b"send application/x-protobuf")
             return
+        if path == METRICS_PATH:
+            self._metrics(body)
+            return
         try:
             request = ExportTraceServiceRequest.FromString(body)
         except Exception:  # protobuf.message.DecodeError; its stubs are not installed
@@ -108,6 +166,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.server.receive(request)
         self._answer(200, ExportTraceServiceResponse().SerializeToString())
+
+    def _metrics(self, body: bytes) -> None:
+        try:
+            request = ExportMetricsServiceRequest.FromString(body)
+        except Exception:  # protobuf.message.DecodeError
+            self._answer(400, b"not an ExportMetricsServiceRequest")
+            return
+        self.server.receive_metrics(request)
+        self._answer(200, ExportMetricsServiceResponse().SerializeToString())
 
     def _answer(self, status: int, body: bytes) -> None:
         self.send_response(status)
@@ -123,9 +190,15 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], on_request: Callable[[Any], None]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        on_request: Callable[[Any], None],
+        on_metrics: Callable[[Any], None],
+    ) -> None:
         super().__init__(address, _Handler)
         self.receive = on_request
+        self.receive_metrics = on_metrics
 
 
 class OTLPReceiver(ServedInThread):
@@ -141,6 +214,7 @@ class OTLPReceiver(ServedInThread):
     def __init__(self, port: int = 0, host: str = LOOPBACK) -> None:
         super().__init__(port, host)
         self._spans: list[ReceivedSpan] = []
+        self._points: list[ReceivedPoint] = []
         self._lock = threading.Condition()
 
     @property
@@ -152,7 +226,36 @@ class OTLPReceiver(ServedInThread):
         return self.endpoint + TRACES_PATH
 
     def make_server(self, address: tuple[str, int]) -> ThreadingHTTPServer:
-        return _Server(address, self._receive)
+        return _Server(address, self._receive, self._receive_metrics)
+
+    def _receive_metrics(self, request: ExportMetricsServiceRequest) -> None:
+        points = _points(request)
+        with self._lock:
+            self._points.extend(points)
+            self._lock.notify_all()
+
+    @property
+    def points(self) -> list[ReceivedPoint]:
+        """Every metric data point received, in arrival order (each export adds its own)."""
+        with self._lock:
+            return list(self._points)
+
+    def wait_for_points(
+        self, predicate: Callable[[ReceivedPoint], bool], timeout: float = 10.0
+    ) -> list[ReceivedPoint]:
+        """Block until a received data point satisfies ``predicate``; return all that do."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                found = [point for point in self._points if predicate(point)]
+                remaining = deadline - time.monotonic()
+                if found or remaining <= 0:
+                    break
+                self._lock.wait(remaining)
+        if not found:
+            names = sorted({point.metric for point in self.points})
+            raise TimeoutError(f"no such metric point within {timeout:.0f}s; received: {names}")
+        return found
 
     def _receive(self, request: ExportTraceServiceRequest) -> None:
         spans = []
