@@ -180,8 +180,9 @@ def rules_evaluated_every_second(text: str) -> str:
 def wait_until_ready(shop: LiveShop) -> None:
     """Until every SLO has its budget recorded and both page alerts fire."""
     conditions = [
-        f'count(slo:error_budget_remaining:ratio{{service="{shop.spec.service}"}}) '
-        f"== {len(shop.spec.slos)}",
+        # One budget per SLO, and per group of a grouped one: count the SLOs.
+        f"count(count by (slo) (slo:error_budget_remaining:ratio"
+        f'{{service="{shop.spec.service}"}})) == {len(shop.spec.slos)}',
         *(
             f'ALERTS{{alertname="{alert_names(shop.spec, slo).page}",alertstate="firing"}}'
             for slo in shop.spec.slos
@@ -314,7 +315,9 @@ def test_the_alert_state_panels_show_the_alerts_prometheus_fires(shop: LiveShop)
     shown = {}
     for panel, target in targets(shop.dashboards["slo"]):
         if panel["type"] == "state-timeline":
-            (state,) = values(shop.prometheus, target["expr"])
+            # Every group of a grouped SLO: its variables on "All".
+            expr = substitute(target["expr"], {"route": ALL_VALUE, "cluster": ALL_VALUE})
+            (state,) = values(shop.prometheus, expr)
             shown[target["legendFormat"]] = state
     after = firing_alerts(shop.prometheus)
     # An alert that started or stopped firing while the panels were read is left out.

@@ -33,6 +33,7 @@ __all__ = [
     "CUSTOM_VALUES",
     "DEPLOYABLE",
     "DEPLOY_DIR",
+    "ENVIRONMENTS",
     "GENERATED_DIR",
     "KUBERNETES_VERSION",
     "OVERLAYS",
@@ -74,11 +75,16 @@ _CRD_SCHEMAS = {
     ("argoproj.io/v1alpha1", "Application"): "crds/application_v1alpha1.json",
     ("cert-manager.io/v1", "Certificate"): "crds/certificate_v1.json",
 }
+#: The environments of examples/shop/slo.yaml, each with its overlay (and Helm value).
+ENVIRONMENTS = ("dev", "staging", "prod")
 _GENERATED_FILES = (
     "kustomization.yaml",
     "servicemonitor.yaml",
-    "prometheusrule.yaml",
-    "grafana-dashboards.yaml",
+    *(
+        f"{environment}/{name}"
+        for environment in ENVIRONMENTS
+        for name in ("kustomization.yaml", "prometheusrule.yaml", "grafana-dashboards.yaml")
+    ),
 )
 
 

@@ -156,13 +156,20 @@ def test_config_change_rolls_the_pods() -> None:
     assert checksum({"otel": {"samplerArg": "0.5"}}) != checksum({"otel": {"samplerArg": "0.6"}})
 
 
+@pytest.mark.parametrize(("name", "environment"), [("helm-default", "dev"), ("helm-prod", "prod")])
 def test_generated_rules_and_dashboards_are_copied_unchanged(
-    renderings: dict[str, list[Manifest]],
+    name: str, environment: str, renderings: dict[str, list[Manifest]]
 ) -> None:
-    objects = renderings["helm-default"]
-    assert find(objects, "PrometheusRule")["spec"] == _generated("prometheusrule.yaml")["spec"]
-    dashboards = _generated("grafana-dashboards.yaml")
+    """The release installs its environment's files: the defaults dev's, values-prod prod's."""
+    objects = renderings[name]
+    rules = _generated(f"{environment}/prometheusrule.yaml")
+    assert find(objects, "PrometheusRule")["spec"] == rules["spec"]
+    dashboards = _generated(f"{environment}/grafana-dashboards.yaml")
     rendered = find(objects, "ConfigMap", "shop-dashboards")
+    assert sorted(rendered["data"]) == [
+        f"shop-{environment}-overview.json",
+        f"shop-{environment}-slo.json",
+    ]
     assert rendered["data"] == dashboards["data"]
     # The labels Grafana's dashboard sidecar selects on survive; the chart's own
     # app.kubernetes.io/* labels (managed-by: Helm, ...) take precedence over the rest.

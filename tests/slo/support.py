@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ouro_obs.slo.artifacts import generated_files
+from ouro_obs.slo.environments import output_files
 from ouro_obs.slo.render import write_files
-from ouro_obs.slo.spec import load_spec
+from ouro_obs.slo.spec import ServiceSpec, load_spec
+from ouro_obs.slo.spec.environments import scoped
 from tests.support.tools import REPO_ROOT
 
 TESTDATA = Path(__file__).parent / "testdata"
@@ -22,6 +24,18 @@ GOLDEN_NAMES = tuple(sorted(p.stem.removeprefix("in-") for p in TESTDATA.glob("i
 UPDATE_ENV = "OURO_OBS_UPDATE_GOLDEN"
 #: The committed outputs of the example spec, relative to the repository root.
 EXAMPLE_OUTPUT_DIRS = ("alertmanager", "alerts", "dashboards", "deploy/generated")
+#: The example's environments: each has its committed outputs (alerts/shop-<env>.*, ...).
+EXAMPLE_ENVIRONMENTS = ("dev", "staging", "prod")
+
+
+def example_spec(environment: str = "prod") -> ServiceSpec:
+    """The example spec scoped to one environment: what its committed files come from."""
+    return scoped(load_spec(EXAMPLE_SPEC), environment)
+
+
+def example_generated(environment: str = "prod") -> Path:
+    """The environment's directory of Kubernetes objects: deploy/generated/<environment>."""
+    return REPO_ROOT / "deploy" / "generated" / environment
 
 
 def golden_input(name: str) -> Path:
@@ -39,6 +53,13 @@ def updating_golden() -> bool:
 def generate(spec_path: Path, output: Path) -> dict[str, str]:
     """Generate ``spec_path`` under ``output``; returns relative path -> text."""
     files = generated_files(load_spec(spec_path))
+    write_files(output, files)
+    return files
+
+
+def generate_every_environment(spec_path: Path, output: Path) -> dict[str, str]:
+    """What ``ouro-obs generate`` writes for ``spec_path``: every environment's set."""
+    files = output_files(load_spec(spec_path))
     write_files(output, files)
     return files
 

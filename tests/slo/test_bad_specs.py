@@ -40,7 +40,7 @@ CASES = [
         "spec.yaml:5: slos[0].objective: required; add the target in percent, e.g. "
         "'objective: 99.9'\n"
         "spec.yaml:6: slos[0].objetive: unknown field; did you mean 'objective'? known fields: "
-        "name, description, objective, window, sli, alerting",
+        "name, description, objective, window, sli, alerting, group_by, max_groups",
         id="misspelt-field",
     ),
     pytest.param(
@@ -68,7 +68,8 @@ CASES = [
     ),
     pytest.param(
         VALID_HEAD + "  - {name: a, objective: 99.9, sli: {kind: errors}}\n",
-        "spec.yaml:5: slos[0].sli.kind: 'errors' is not an SLI kind; use availability or latency",
+        "spec.yaml:5: slos[0].sli.kind: 'errors' is not an SLI kind; use availability, "
+        "latency, ratio or histogram",
         id="unknown-sli-kind",
     ),
     pytest.param(
@@ -177,7 +178,8 @@ def test_generate_exits_2_and_writes_nothing_for_a_bad_spec(tmp_path: Path) -> N
     assert finished.stdout == ""
     assert finished.stderr.splitlines() == [
         f"{spec}:5: slos[0].window: 30 has no unit; write a number of days like 30d",
-        f"{spec}:5: slos[0].sli.kind: 'x' is not an SLI kind; use availability or latency",
+        f"{spec}:5: slos[0].sli.kind: 'x' is not an SLI kind; use availability, latency, "
+        "ratio or histogram",
         f"ouro-obs: {spec}: 2 problems in the spec; nothing was written",
     ]
     assert not output.exists()

@@ -1,6 +1,9 @@
-"""End to end: a real Prometheus loads the example's committed rules, scrapes the real
+"""End to end: a real Prometheus loads the example spec's rules, scrapes the real
 example service driven to 20 % errors and 20 % slow requests, and the SLI recording
 rules return 0.2.
+
+The rules are the spec's as written (what the demo runs): the committed ones are each
+environment's and select its namespace, a label a bare local scrape does not have.
 
 Tolerance: +-0.02 absolute. Every fifth request fails and another fifth is slow, so the
 counted requests hold exactly 20 % of each; what remains is ``rate()``'s extrapolation
@@ -18,13 +21,16 @@ from pathlib import Path
 import pytest
 
 from ouro_obs.demo.lifecycle import free_port
+from ouro_obs.slo.artifacts import generated_files
+from ouro_obs.slo.conventions import rule_file_path
+from ouro_obs.slo.spec import load_spec
 from tests.support.processes import PrometheusServer
 from tests.support.shop import shop_process
 from tests.support.tools import REPO_ROOT, require_tool
 
 pytestmark = pytest.mark.integration
 
-RULES = REPO_ROOT / "alerts" / "shop.rules.yaml"
+EXAMPLE_SPEC = REPO_ROOT / "examples" / "shop" / "slo.yaml"
 REQUESTS = 250
 EXPECTED_RATIO = 0.2
 TOLERANCE = 0.02
@@ -58,6 +64,9 @@ def _value(server: PrometheusServer, query: str) -> float:
 
 def test_sli_recording_rules_measure_a_twenty_percent_error_rate(tmp_path: Path) -> None:
     prometheus = require_tool("prometheus")
+    spec = load_spec(EXAMPLE_SPEC)
+    rules = tmp_path / "shop.rules.yaml"
+    rules.write_text(generated_files(spec)[rule_file_path(spec)])
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     app = shop_process(port)
@@ -67,7 +76,7 @@ def test_sli_recording_rules_measure_a_twenty_percent_error_rate(tmp_path: Path)
         assert [_get(base + _path(i)) for i in range(3)] == [500, 200, 200]
         with PrometheusServer(
             targets={"shop": [f"127.0.0.1:{port}"]},
-            rule_files=[RULES],
+            rule_files=[rules],
             workdir=tmp_path,
             binary=prometheus,
         ) as server:

@@ -82,13 +82,47 @@ def test_a_scoped_spec_selects_only_its_environment_and_names_everything_its_own
 def test_without_an_environment_every_one_gets_its_own_output_set() -> None:
     files = output_files(_spec())
     for name in ("dev", "prod"):
-        assert f"{name}/alerts/shop-{name}.rules.yaml" in files
-        assert f"{name}/{conventions.PROMETHEUS_RULE_PATH}" in files
-        assert f"{name}/dashboards/shop-{name}-slo.json" in files
-    assert not any(path.startswith("alerts/") for path in files)
-    assert set(output_files(_spec(), "dev")) == {
-        path.removeprefix("dev/") for path in files if path.startswith("dev/")
+        assert f"alerts/shop-{name}.rules.yaml" in files
+        assert f"alerts/shop-{name}.rules.test.yaml" in files
+        assert f"deploy/generated/{name}/prometheusrule.yaml" in files
+        assert f"deploy/generated/{name}/grafana-dashboards.yaml" in files
+        assert f"deploy/generated/{name}/alertmanager/alertmanagerconfig.yaml" in files
+        assert f"dashboards/shop-{name}-slo.json" in files
+    # Nothing of the spec as written, which would sum every environment's traffic.
+    assert "alerts/shop.rules.yaml" not in files
+    assert conventions.PROMETHEUS_RULE_PATH not in files
+    dev = output_files(_spec(), "dev")
+    assert set(dev) < set(files)
+    assert all(files[path] == text for path, text in dev.items())
+    assert not any("prod" in path for path in dev)
+
+
+def test_what_every_environment_shares_is_generated_once_from_the_spec_as_written() -> None:
+    """The ServiceMonitor and the canary AnalysisTemplate: the Kustomize base's and the
+    Rollout components', so they stay environment-neutral."""
+    files = output_files(_spec())
+    unscoped = generated_documents(_spec())
+    shared = {
+        conventions.SERVICE_MONITOR_PATH,
+        conventions.ANALYSIS_TEMPLATE_PATH,
+        conventions.KUSTOMIZATION_PATH,
+        conventions.ROLLOUT_KUSTOMIZATION_PATH,
     }
+    assert shared <= set(files)
+    monitor = yaml.safe_load(files[conventions.SERVICE_MONITOR_PATH])
+    assert monitor == unscoped[conventions.SERVICE_MONITOR_PATH]
+    assert yaml.safe_load(files[conventions.KUSTOMIZATION_PATH])["resources"] == [
+        "servicemonitor.yaml"
+    ]
+    assert yaml.safe_load(files["deploy/generated/prod/kustomization.yaml"])["resources"] == [
+        "grafana-dashboards.yaml",
+        "prometheusrule.yaml",
+    ]
+
+
+def test_an_environment_cannot_take_the_name_of_a_shared_directory() -> None:
+    with pytest.raises(SpecError, match=r"environments\[0\].name: 'rollout' names a directory"):
+        parse_spec(SPEC.replace("name: dev,", "name: rollout,"))
 
 
 @pytest.mark.parametrize(
@@ -137,7 +171,8 @@ def test_generate_writes_one_environment_or_every_one(tmp_path: Path) -> None:
     assert (tmp_path / "one/alerts/shop-prod.rules.yaml").is_file()
     every = generate("-o", str(tmp_path / "every"))
     assert every.returncode == 0, every.stderr
-    assert (tmp_path / "every/dev/deploy/generated/prometheusrule.yaml").is_file()
+    assert (tmp_path / "every/deploy/generated/dev/prometheusrule.yaml").is_file()
+    assert (tmp_path / "every/alerts/shop-dev.rules.yaml").is_file()
     unknown = generate("-o", str(tmp_path / "none"), "--environment", "qa")
     assert unknown.returncode == 2
     assert "no environment 'qa' (declared: dev, prod)" in unknown.stderr
@@ -198,14 +233,24 @@ def test_a_failing_dev_never_burns_prod_and_prod_pages_on_its_own_errors(tmp_pat
 
 
 def _record_series(spec: ServiceSpec, record: str) -> str:
-    return labelled(record, conventions.record_labels(spec, spec.slos[0]))
+    # prod selects cluster="eu-1", so its recordings keep that label (a first-class one).
+    labels = {**conventions.record_labels(spec, spec.slos[0]), **_cluster(spec)}
+    return labelled(record, dict(sorted(labels.items())))
+
+
+def _cluster(spec: ServiceSpec) -> dict[str, str]:
+    return (
+        {"cluster": spec.effective_selector["cluster"]}
+        if "cluster" in spec.effective_selector
+        else {}
+    )
 
 
 def _alerts_series(spec: ServiceSpec, alert: str) -> str:
     rule = next(
         r for r in rule_groups(spec)[0].rules if isinstance(r, AlertRule) and r.alert == alert
     )
-    labels = {"alertname": alert, "alertstate": "firing", **rule.labels}
+    labels = {"alertname": alert, "alertstate": "firing", **rule.labels, **_cluster(spec)}
     return labelled("ALERTS", dict(sorted(labels.items())))
 
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from ouro_obs.slo.spec import load_spec
-from tests.slo.support import EXAMPLE_OUTPUT_DIRS, EXAMPLE_SPEC, files_under, generate
+from tests.slo.support import (
+    EXAMPLE_OUTPUT_DIRS,
+    EXAMPLE_SPEC,
+    files_under,
+    generate_every_environment,
+)
 from tests.support.tools import REPO_ROOT
 
 REGENERATE = "ouro-obs generate examples/shop/slo.yaml -o ."
 
 
 def test_committed_example_outputs_are_up_to_date(tmp_path: Path) -> None:
-    fresh = generate(EXAMPLE_SPEC, tmp_path)
+    fresh = generate_every_environment(EXAMPLE_SPEC, tmp_path)
     committed = files_under(REPO_ROOT, EXAMPLE_OUTPUT_DIRS)
     missing = sorted(set(fresh) - set(committed))
     assert not missing, f"missing committed files {missing}; run: {REGENERATE}"

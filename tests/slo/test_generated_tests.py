@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from typing import Any
 
 from ouro_obs.slo.promtool import promtool_tests
 from ouro_obs.slo.promtool_timing import scenario_timing
-from ouro_obs.slo.spec import load_spec
+from ouro_obs.slo.spec import ServiceSpec, load_spec
 from ouro_obs.slo.windows import alert_windows
 from tests.slo.support import EXAMPLE_SPEC, golden_input
 
@@ -19,17 +20,31 @@ def _seconds(duration: str) -> int:
     return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([dhms])", duration))
 
 
+def _per_slo(spec: ServiceSpec, tests: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Each SLO's scenarios: five, then two more for a grouped SLO (one group per page)."""
+    found: list[list[dict[str, Any]]] = []
+    start = 0
+    for slo in spec.slos:
+        count = 5 + (2 if slo.group_by else 0)
+        found.append(tests[start : start + count])
+        start += count
+    assert start == len(tests)
+    return found
+
+
 def test_every_slo_gets_the_five_scenarios_in_order() -> None:
     spec = load_spec(EXAMPLE_SPEC)
-    names = [t["name"] for t in promtool_tests(spec, "shop.rules.yaml")["tests"]]
-    assert len(names) == 5 * len(spec.slos)
-    for index, slo in enumerate(spec.slos):
-        own = names[5 * index : 5 * index + 5]
+    tests = promtool_tests(spec, "shop.rules.yaml")["tests"]
+    assert any(slo.group_by for slo in spec.slos)
+    for slo, scenarios in zip(spec.slos, _per_slo(spec, tests), strict=True):
+        own = [t["name"] for t in scenarios]
         assert all(name.startswith(f"{slo.name}: ") for name in own)
         assert "pages" in own[0]
         assert "opens a ticket and never pages" in own[1]
-        for fragment, name in zip(SCENARIOS, own, strict=True):
+        for fragment, name in zip(SCENARIOS, own[:5], strict=True):
             assert fragment in name
+        for name in own[5:]:
+            assert "group route=" in name
 
 
 def test_without_the_low_traffic_guard_there_is_no_low_traffic_scenario() -> None:
@@ -42,7 +57,8 @@ def test_without_the_low_traffic_guard_there_is_no_low_traffic_scenario() -> Non
 def test_the_slow_burn_starts_after_clean_history_filling_the_longest_window() -> None:
     spec = load_spec(EXAMPLE_SPEC)
     tests = promtool_tests(spec, "shop.rules.yaml")["tests"]
-    for slo, slow in zip(spec.slos, tests[1::5], strict=True):
+    slows = [scenarios[1] for scenarios in _per_slo(spec, tests)]
+    for slo, slow in zip(spec.slos, slows, strict=True):
         longest = max(a.long_window.seconds for a in alert_windows(slo.window_days))
         first_check = min(_seconds(c["eval_time"]) for c in slow["alert_rule_test"])
         assert first_check >= longest

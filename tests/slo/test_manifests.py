@@ -12,22 +12,38 @@ import pytest
 import yaml
 
 from ouro_obs.slo.conventions import rule_file_path
-from ouro_obs.slo.spec import load_spec
-from tests.slo.support import EXAMPLE_SPEC, GOLDEN_NAMES, golden_input, golden_output
+from ouro_obs.slo.spec import ServiceSpec, load_spec
+from tests.slo.support import (
+    EXAMPLE_ENVIRONMENTS,
+    EXAMPLE_SPEC,
+    GOLDEN_NAMES,
+    example_generated,
+    example_spec,
+    golden_input,
+    golden_output,
+)
 from tests.support.tools import REPO_ROOT, require_tool, schema_path
 
 #: (label, directory holding deploy/generated, spec) for every golden output and the example.
 TARGETS = [
     *((name, golden_output(name), golden_input(name)) for name in GOLDEN_NAMES),
-    ("example", REPO_ROOT, EXAMPLE_SPEC),
+    *((f"example-{env}", REPO_ROOT, EXAMPLE_SPEC) for env in EXAMPLE_ENVIRONMENTS),
 ]
 LABELS = [label for label, _, _ in TARGETS]
 
 
-def _target(label: str) -> tuple[Path, Path]:
+def _target(label: str) -> tuple[Path, Path, ServiceSpec]:
+    """The output root, the directory of the target's own objects, and its spec.
+
+    The example's objects are per environment (deploy/generated/<env>); its ServiceMonitor
+    is shared by all of them, in deploy/generated itself.
+    """
+    if label.startswith("example-"):
+        environment = label.removeprefix("example-")
+        return REPO_ROOT, example_generated(environment), example_spec(environment)
     for name, directory, spec in TARGETS:
         if name == label:
-            return directory, spec
+            return directory, directory / "deploy/generated", load_spec(spec)
     raise KeyError(label)
 
 
@@ -43,8 +59,8 @@ def _schema_errors(schema_name: str, document: Any) -> list[str]:
 
 @pytest.mark.parametrize("label", LABELS)
 def test_the_prometheusrule_validates_against_the_operator_crd(label: str) -> None:
-    directory, _ = _target(label)
-    rule = _load(directory / "deploy/generated/prometheusrule.yaml")
+    _, generated, _ = _target(label)
+    rule = _load(generated / "prometheusrule.yaml")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["kind"] == "PrometheusRule"
     assert _schema_errors("prometheusrule_v1.json", rule) == []
@@ -52,24 +68,23 @@ def test_the_prometheusrule_validates_against_the_operator_crd(label: str) -> No
 
 @pytest.mark.parametrize("label", LABELS)
 def test_the_servicemonitor_validates_against_the_operator_crd(label: str) -> None:
-    directory, _ = _target(label)
+    directory, _, _ = _target(label)
     monitor = _load(directory / "deploy/generated/servicemonitor.yaml")
     assert monitor["kind"] == "ServiceMonitor"
     assert _schema_errors("servicemonitor_v1.json", monitor) == []
 
 
 def test_the_crd_schemas_catch_a_broken_manifest() -> None:
-    rule = _load(REPO_ROOT / "deploy/generated/prometheusrule.yaml")
+    rule = _load(example_generated() / "prometheusrule.yaml")
     rule["spec"]["groups"][0]["rules"][0]["expression"] = "up"
     assert _schema_errors("prometheusrule_v1.json", rule) != []
 
 
 @pytest.mark.parametrize("label", LABELS)
 def test_the_prometheusrule_holds_the_plain_rule_file_groups(label: str) -> None:
-    directory, spec_path = _target(label)
-    spec = load_spec(spec_path)
+    directory, generated, spec = _target(label)
     plain = _load(directory / rule_file_path(spec))
-    rule = _load(directory / "deploy/generated/prometheusrule.yaml")
+    rule = _load(generated / "prometheusrule.yaml")
     assert rule["spec"]["groups"] == plain["groups"]
     assert rule["metadata"]["labels"].items() >= spec.manifest_labels.items()
     if spec.namespace:
@@ -79,8 +94,13 @@ def test_the_prometheusrule_holds_the_plain_rule_file_groups(label: str) -> None
 
 
 def test_manifest_labels_reach_every_manifest_of_the_example() -> None:
-    for name in ("prometheusrule.yaml", "servicemonitor.yaml"):
-        labels = _load(REPO_ROOT / "deploy/generated" / name)["metadata"]["labels"]
+    paths = [
+        REPO_ROOT / "deploy/generated/servicemonitor.yaml",
+        *(example_generated(env) / "prometheusrule.yaml" for env in EXAMPLE_ENVIRONMENTS),
+        *(example_generated(env) / "grafana-dashboards.yaml" for env in EXAMPLE_ENVIRONMENTS),
+    ]
+    for path in paths:
+        labels = _load(path)["metadata"]["labels"]
         assert labels["release"] == "kube-prometheus-stack"
         assert labels["app.kubernetes.io/name"] == "shop"
 
@@ -96,8 +116,7 @@ def test_the_servicemonitor_job_label_matches_the_rules_selector() -> None:
 
 @pytest.mark.parametrize("label", LABELS)
 def test_the_kustomization_lists_every_yaml_in_its_directory(label: str) -> None:
-    directory, _ = _target(label)
-    generated = directory / "deploy/generated"
+    _, generated, _ = _target(label)
     kustomization = _load(generated / "kustomization.yaml")
     on_disk = sorted(
         p.name
@@ -107,16 +126,31 @@ def test_the_kustomization_lists_every_yaml_in_its_directory(label: str) -> None
     assert kustomization["resources"] == on_disk
 
 
+def test_the_shared_kustomization_lists_the_servicemonitor_only() -> None:
+    """What every environment shares; their rules and dashboards are in their own."""
+    kustomization = _load(REPO_ROOT / "deploy/generated/kustomization.yaml")
+    assert kustomization["resources"] == ["servicemonitor.yaml"]
+
+
 @pytest.mark.integration
-def test_kubectl_kustomize_builds_the_generated_directory() -> None:
+@pytest.mark.parametrize(
+    ("directory", "kinds"),
+    [
+        ("deploy/generated", {"ServiceMonitor"}),
+        *(
+            (f"deploy/generated/{env}", {"PrometheusRule", "ConfigMap"})
+            for env in EXAMPLE_ENVIRONMENTS
+        ),
+    ],
+)
+def test_kubectl_kustomize_builds_the_generated_directory(directory: str, kinds: set[str]) -> None:
     kubectl = require_tool("kubectl")
     built = subprocess.run(
-        [kubectl, "kustomize", str(REPO_ROOT / "deploy/generated")],
+        [kubectl, "kustomize", str(REPO_ROOT / directory)],
         capture_output=True,
         text=True,
         check=False,
         timeout=60,
     )
     assert built.returncode == 0, built.stderr
-    kinds = {doc["kind"] for doc in yaml.safe_load_all(built.stdout)}
-    assert {"PrometheusRule", "ServiceMonitor"} <= kinds
+    assert {doc["kind"] for doc in yaml.safe_load_all(built.stdout)} == kinds

@@ -13,11 +13,13 @@ import pytest
 import yaml
 
 from ouro_obs.slo.conventions import rule_file_path, rule_test_path
-from ouro_obs.slo.spec import load_spec
+from ouro_obs.slo.spec import ServiceSpec, load_spec
 from tests.slo.support import (
+    EXAMPLE_ENVIRONMENTS,
     EXAMPLE_SPEC,
     GOLDEN_NAMES,
     PromtoolRun,
+    example_spec,
     golden_input,
     golden_output,
     promtool,
@@ -30,8 +32,15 @@ pytestmark = pytest.mark.integration
 #: (label, directory holding alerts/, spec) for every golden output and the example.
 TARGETS = [
     *((name, golden_output(name), golden_input(name)) for name in GOLDEN_NAMES),
-    ("example", REPO_ROOT, EXAMPLE_SPEC),
+    *((f"example-{env}", REPO_ROOT, EXAMPLE_SPEC) for env in EXAMPLE_ENVIRONMENTS),
 ]
+
+
+def _target_spec(label: str, spec_path: Path) -> ServiceSpec:
+    """The spec a target's files come from: the example's are one environment's each."""
+    if label.startswith("example-"):
+        return example_spec(label.removeprefix("example-"))
+    return load_spec(spec_path)
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +48,8 @@ def promtool_runs() -> dict[str, tuple[PromtoolRun, PromtoolRun]]:
     """`promtool check rules` and `promtool test rules` on every target, run concurrently."""
     binary = require_tool("promtool")
     jobs: list[tuple[str, Path]] = []
-    for _, directory, spec_path in TARGETS:
-        spec = load_spec(spec_path)
+    for label, directory, spec_path in TARGETS:
+        spec = _target_spec(label, spec_path)
         rules, tests = directory / rule_file_path(spec), directory / rule_test_path(spec)
         if not rules.is_file() or not tests.is_file():
             pytest.fail(f"{rules} or {tests} is missing: generate it first")

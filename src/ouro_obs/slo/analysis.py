@@ -15,6 +15,12 @@ alert reads right now (its short window, 5 minutes for a 30-day SLO):
     (6), and passes otherwise. A stable version without traffic (blue-green after the
     switch) counts as spending nothing, so the canary is compared with the objective.
 
+A ratio or histogram SLI is judged the same way when its series come from the Rollout's
+pods (the generated ServiceMonitor copies their pod-template hash onto every series they
+export). One whose selectors pick another ``job`` (or another label of the service's
+selector) reads another workload, whose series carry no version: it is left out, and the
+template's ``ouro-obs.dev/not-judged`` annotation says so.
+
 A version with fewer events in the window than the spec's ``page_min_requests`` has no
 result, like a version with no series or no events at all. Every condition requires
 exactly one sample that compares, so neither an empty result nor NaN satisfies the
@@ -33,6 +39,7 @@ NaN needs no function of its own, and the template works with any Argo Rollouts 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -40,16 +47,18 @@ from typing import Any
 from ouro_obs.slo import conventions, promql
 from ouro_obs.slo.promql import Matcher, decimal_text
 from ouro_obs.slo.rules import sli_error_expr, total_events
-from ouro_obs.slo.spec import ServiceSpec, SLOSpec
+from ouro_obs.slo.spec import HistogramSLI, RatioSLI, ServiceSpec, SLOSpec
 from ouro_obs.slo.windows import BurnRateAlert, Window, alert_windows
 
 __all__ = [
     "DEFAULT_PROMETHEUS_ADDRESS",
+    "NOT_JUDGED_ANNOTATION",
     "AnalysisThresholds",
     "analysis_template",
     "analysis_thresholds",
     "canary_burn_rate_query",
     "canary_vs_stable_query",
+    "judged",
 ]
 
 #: The Prometheus Operator's Service for the Prometheus in ``monitoring`` (as
@@ -57,6 +66,8 @@ __all__ = [
 DEFAULT_PROMETHEUS_ADDRESS = "http://prometheus-operated.monitoring.svc:9090"
 
 _ONE_SAMPLE = "len(result) == 1"
+#: Names the SLOs the template leaves out, and why.
+NOT_JUDGED_ANNOTATION = "ouro-obs.dev/not-judged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,8 @@ def _version(hash_arg: str) -> list[Matcher]:
 
 def _judged_burn_rate(spec: ServiceSpec, slo: SLOSpec, hash_arg: str, window: Window) -> str:
     """One version's burn rate over ``window``; no result below ``page_min_requests`` events."""
+    # One verdict per version: a grouped SLO's canary is judged on its aggregate SLI.
+    slo = dataclasses.replace(slo, group_by=())
     version = _version(hash_arg)
     # The ratio ends in a division, and `/` is left-associative: no parentheses needed.
     ratio = sli_error_expr(spec, slo, window, extra=version)
@@ -165,7 +178,42 @@ def _metadata(spec: ServiceSpec) -> dict[str, Any]:
         "app.kubernetes.io/component": "slo-analysis",
         "app.kubernetes.io/managed-by": "ouro-obs",
     }
+    skipped = [slo for slo in spec.slos if not judged(spec, slo)]
+    if skipped:
+        metadata["annotations"] = {
+            NOT_JUDGED_ANNOTATION: "; ".join(
+                f"{slo.name}: its SLI selects {', '.join(sorted(_foreign_labels(spec, slo)))} "
+                "itself, so its series are not the Rollout's pods' and cannot be told apart "
+                "by version"
+                for slo in skipped
+            )
+        }
     return metadata
+
+
+def _sli_labels(slo: SLOSpec) -> frozenset[str]:
+    sli = slo.sli
+    if isinstance(sli, RatioSLI):
+        selectors = [sli.total, sli.errors, sli.good]
+        return frozenset().union(*(s.labels() for s in selectors if s is not None))
+    if isinstance(sli, HistogramSLI):
+        return frozenset(matcher.label for matcher in sli.matchers)
+    return frozenset()
+
+
+def _foreign_labels(spec: ServiceSpec, slo: SLOSpec) -> frozenset[str]:
+    """The service selector's labels the SLI's own selectors replace (``job``, ...)."""
+    return _sli_labels(slo) & set(spec.effective_selector)
+
+
+def judged(spec: ServiceSpec, slo: SLOSpec) -> bool:
+    """Whether the analysis judges ``slo``: its series are the service's own pods'.
+
+    An SLI that picks another ``job`` (or any label of the service's selector) reads
+    another workload's metrics, which carry no pod-template hash of the Rollout's
+    versions; measured by version it would never have a result and pause every Rollout.
+    """
+    return not _foreign_labels(spec, slo)
 
 
 def analysis_template(spec: ServiceSpec) -> dict[str, Any]:
@@ -182,6 +230,11 @@ def analysis_template(spec: ServiceSpec) -> dict[str, Any]:
                 {"name": args.stable_hash},
                 {"name": args.prometheus_address, "value": DEFAULT_PROMETHEUS_ADDRESS},
             ],
-            "metrics": [metric for slo in spec.slos for metric in _slo_metrics(spec, slo)],
+            "metrics": [
+                metric
+                for slo in spec.slos
+                if judged(spec, slo)
+                for metric in _slo_metrics(spec, slo)
+            ],
         },
     }

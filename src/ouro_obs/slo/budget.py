@@ -3,7 +3,8 @@
 ``ouro-obs budget`` asks Prometheus two instant queries, built here from the naming
 conventions: the recorded budget remaining and burn rates of the spec's SLOs, and the
 firing page alerts. :func:`slo_budgets` reads the answers into one :class:`SLOBudget`
-per SLO; :func:`gate_exit_code` turns them into the exit status, and
+per SLO (per group of a grouped SLO: one broken route closes the gate);
+:func:`gate_exit_code` turns them into the exit status, and
 :func:`report_text` / :func:`report_json` into what the command prints. The HTTP
 request itself is the command's (:mod:`ouro_obs.slo.budget_command`).
 
@@ -18,10 +19,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ouro_obs.slo import conventions, promql
+from ouro_obs.slo.grouping import by_labels
 from ouro_obs.slo.promql import decimal_text
 from ouro_obs.slo.spec import ServiceSpec, SLOSpec
 from ouro_obs.slo.windows import all_windows
@@ -71,6 +73,8 @@ class SLOBudget:
     burn_rates: Mapping[str, float]
     page_alert: str
     page_firing: bool
+    #: The group's labels of a grouped SLO (and ``cluster``); empty for one aggregate SLI.
+    group: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def verdict(self) -> Verdict:
@@ -131,9 +135,13 @@ def _finite(samples: Sequence[Sample], name: str) -> float | None:
 
 
 def _slo_budget(
-    spec: ServiceSpec, slo: SLOSpec, recordings: Sequence[Sample], firing: Sequence[Sample]
+    spec: ServiceSpec,
+    slo: SLOSpec,
+    recordings: Sequence[Sample],
+    firing: Sequence[Sample],
+    group: Mapping[str, str],
 ) -> SLOBudget:
-    own = _of_slo(recordings, conventions.slo_labels(spec, slo))
+    own = _of_slo(recordings, {**conventions.slo_labels(spec, slo), **group})
     burn_rates = {}
     for window in all_windows(slo.window_days):
         value = _finite(own, conventions.burn_rate_record(window))
@@ -145,15 +153,33 @@ def _slo_budget(
         budget_remaining=_finite(own, conventions.BUDGET_REMAINING_RECORD),
         burn_rates=burn_rates,
         page_alert=page,
-        page_firing=any(sample.labels.get("alertname") == page for sample in firing),
+        page_firing=any(
+            sample.labels.get("alertname") == page for sample in _of_slo(firing, group)
+        ),
+        group=group,
     )
+
+
+def _groups(spec: ServiceSpec, slo: SLOSpec, recordings: Sequence[Sample]) -> list[dict[str, str]]:
+    """The label sets of the SLO's groups that have a recording; ``[{}]`` when ungrouped."""
+    labels = by_labels(spec, slo)
+    if not labels:
+        return [{}]
+    own = _of_slo(recordings, conventions.slo_labels(spec, slo))
+    found = {tuple((label, s.labels[label]) for label in labels if label in s.labels) for s in own}
+    # No recording at all: one "no data" line for the SLO, as for an ungrouped one.
+    return [dict(group) for group in sorted(found)] or [{}]
 
 
 def slo_budgets(
     spec: ServiceSpec, recordings: Sequence[Sample], firing: Sequence[Sample]
 ) -> list[SLOBudget]:
     """One :class:`SLOBudget` per SLO of ``spec``, from the answers to the two queries."""
-    return [_slo_budget(spec, slo, recordings, firing) for slo in spec.slos]
+    return [
+        _slo_budget(spec, slo, recordings, firing, group)
+        for slo in spec.slos
+        for group in _groups(spec, slo, recordings)
+    ]
 
 
 def gate_exit_code(budgets: Sequence[SLOBudget]) -> int:
@@ -178,8 +204,11 @@ def _slo_lines(spec: ServiceSpec, budget: SLOBudget) -> list[str]:
     )
     rates = ", ".join(f"{window} {rate:.2f}" for window, rate in budget.burn_rates.items())
     firing = "FIRING" if budget.page_firing else "not firing"
+    group = ", ".join(f"{label}={value}" for label, value in budget.group.items())
+    which = f" ({group})" if group else ""
     return [
-        f"{spec.service} {slo.name}: {decimal_text(slo.objective)} % over {slo.window_days}d",
+        f"{spec.service} {slo.name}{which}: {decimal_text(slo.objective)} % over "
+        f"{slo.window_days}d",
         f"  budget left: {remaining}",
         f"  burn rate: {rates or 'not recorded'}",
         f"  page alert {budget.page_alert}: {firing}",
@@ -203,6 +232,7 @@ def report_text(spec: ServiceSpec, budgets: Sequence[SLOBudget]) -> str:
 def _slo_json(budget: SLOBudget) -> dict[str, Any]:
     return {
         "slo": budget.slo.name,
+        **({"group": dict(budget.group)} if budget.group else {}),
         "objective": decimal_text(budget.slo.objective),
         "window": f"{budget.slo.window_days}d",
         "budget_remaining": budget.budget_remaining,

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
@@ -131,12 +132,17 @@ def _check(args: argparse.Namespace) -> int:
         write_files(root, files)
         failed = False
         runs = [
-            (action, prefix + path(one))
-            for prefix, one in output_sets(spec, args.environment)
+            (action, path(one))
+            for one in output_sets(spec, args.environment)
             for action, path in (("check", rule_file_path), ("test", rule_test_path))
         ]
-        for action, relative in runs:
-            status, output = _run([promtool, action, "rules", relative], cwd=root)
+        # Each environment's files are independent: promtool runs on every core at once,
+        # and the verdicts are printed in order.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            results = list(
+                pool.map(lambda run: _run([promtool, run[0], "rules", run[1]], cwd=root), runs)
+            )
+        for (action, relative), (status, output) in zip(runs, results, strict=True):
             verdict = "passed" if status == 0 else "FAILED"
             print(f"promtool {action} rules {relative}: {verdict}")
             if status != 0:
@@ -159,8 +165,8 @@ def _environment_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--environment",
         metavar="NAME",
-        help="only this environment of the spec's environments, into DIR itself "
-        "(default: each environment into DIR/<name>/)",
+        help="only this environment of the spec's environments (default: every one; "
+        "each writes its own files, and deploy/generated/<name>/)",
     )
 
 

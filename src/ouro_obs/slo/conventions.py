@@ -1,4 +1,8 @@
-"""The names of everything ouro-obs generates, in one place.
+"""The names of everything ouro-obs generates, and of the series it reads, in one place.
+
+The service's own series are named as its spec's ``metrics.naming`` says
+(:func:`series_names`): the rules, the promtool tests' input series and the dashboards
+all read that one value.
 
 Recording rules follow ``level:metric:operations``; alert names are the CamelCase service
 and SLO names plus what fires; dashboard uids are stable slugs; output paths are relative
@@ -12,6 +16,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
+
+from ouro_obs.contract import (
+    METHOD_LABEL,
+    ROUTE_LABEL,
+    STATUS_LABEL,
+    MetricNames,
+    OtelNames,
+)
 
 if TYPE_CHECKING:
     from ouro_obs.slo.spec.model import ServiceSpec, SLOSpec
@@ -31,6 +43,7 @@ __all__ = [
     "INFO_LABELS",
     "INFO_RECORD",
     "KUSTOMIZATION_PATH",
+    "METRIC_NAMINGS",
     "OBJECTIVE_RECORD",
     "PERIOD_RECORD",
     "PROMETHEUS_RULE_PATH",
@@ -45,6 +58,8 @@ __all__ = [
     "AnalysisArgs",
     "AnalysisMetricNames",
     "DashboardKind",
+    "MetricNaming",
+    "SeriesNames",
     "ServiceAlertNames",
     "alert_name_stem",
     "alert_names",
@@ -62,16 +77,83 @@ __all__ = [
     "dashboard_url",
     "events_group_name",
     "events_record",
+    "groups_alert_name",
+    "metrics_absent_alert_name",
     "period_group_name",
     "record_labels",
     "rule_file_path",
     "rule_test_path",
     "runbook_url",
+    "series_names",
     "service_alert_names",
     "sli_error_record",
     "slo_group_name",
     "slo_labels",
 ]
+
+# ---------------------------------------------------------------- the service's own series
+
+#: How the service's HTTP metrics are named (the spec's ``metrics.naming``): the
+#: middleware's Prometheus backend, or its OpenTelemetry one scraped through
+#: opentelemetry-exporter-prometheus.
+MetricNaming = Literal["prometheus", "opentelemetry"]
+METRIC_NAMINGS: tuple[MetricNaming, ...] = ("prometheus", "opentelemetry")
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesNames:
+    """The series and labels the rules, promtool tests and dashboards read, for one naming."""
+
+    naming: MetricNaming
+    #: Counts requests by status: a counter, or the duration histogram's ``_count``.
+    requests: str
+    #: The duration histogram (``_bucket``, ``_count`` and ``_sum`` are added).
+    request_duration: str
+    requests_in_progress: str
+    request_size: str
+    response_size: str
+    method_label: str
+    route_label: str
+    status_label: str
+
+    @property
+    def requests_are_durations(self) -> bool:
+        """Whether requests are counted by the duration histogram (it then has the status)."""
+        return self.requests == f"{self.request_duration}_count"
+
+
+def _series_names(naming: MetricNaming, namespace: str) -> SeriesNames:
+    if naming == "opentelemetry":
+        otel = OtelNames()
+        return SeriesNames(
+            naming=naming,
+            requests=f"{otel.scraped_request_duration}_count",
+            request_duration=otel.scraped_request_duration,
+            requests_in_progress=otel.scraped_active_requests,
+            request_size=otel.scraped_request_body_size,
+            response_size=otel.scraped_response_body_size,
+            method_label=otel.scraped_method_label,
+            route_label=otel.scraped_route_label,
+            status_label=otel.scraped_status_label,
+        )
+    names = MetricNames(namespace)
+    return SeriesNames(
+        naming=naming,
+        requests=names.requests_total,
+        request_duration=names.request_duration,
+        requests_in_progress=names.requests_in_progress,
+        request_size=names.request_size,
+        response_size=names.response_size,
+        method_label=METHOD_LABEL,
+        route_label=ROUTE_LABEL,
+        status_label=STATUS_LABEL,
+    )
+
+
+def series_names(spec: ServiceSpec) -> SeriesNames:
+    """The names of the service's HTTP series, as its spec's ``metrics.naming`` says."""
+    return _series_names(spec.metrics.naming, spec.metrics_namespace)
+
 
 # ---------------------------------------------------------------- recording rules and labels
 
@@ -165,6 +247,16 @@ def alert_names(spec: ServiceSpec, slo: SLOSpec) -> AlertNames:
     """Distinct page and ticket alert names of one SLO."""
     stem = alert_name_stem(spec.service, slo.name)
     return AlertNames(page=f"{stem}ErrorBudgetBurnPage", ticket=f"{stem}ErrorBudgetBurnTicket")
+
+
+def groups_alert_name(spec: ServiceSpec, slo: SLOSpec) -> str:
+    """The ticket of a grouped SLO whose traffic holds more groups than ``max_groups``."""
+    return f"{alert_name_stem(spec.service, slo.name)}TooManyGroups"
+
+
+def metrics_absent_alert_name(spec: ServiceSpec, slo: SLOSpec) -> str:
+    """The absent alert of an SLI on metrics of its own: ``ShopMailQueueMetricsAbsent``."""
+    return f"{alert_name_stem(spec.service, slo.name)}MetricsAbsent"
 
 
 def service_alert_names(spec: ServiceSpec) -> ServiceAlertNames:

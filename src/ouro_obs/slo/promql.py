@@ -27,6 +27,8 @@ __all__ = [
     "increase",
     "labelled",
     "le_label",
+    "le_matcher",
+    "le_values",
     "matches",
     "one_of",
     "quote",
@@ -103,6 +105,17 @@ def le_label(boundary: Decimal | float) -> str:
     return f"{mantissa}e+0{len(whole) - 1}"
 
 
+def le_values(boundary: Decimal | float) -> tuple[str, ...]:
+    """Every way a client writes the ``le`` of ``boundary``: ``("1.0", "1")``, ``("0.5",)``.
+
+    Python's client writes whole numbers as ``1.0``, Go's client (and Prometheus 3, which
+    normalises ``le`` on ingestion) as ``1``; a query on any histogram matches both.
+    """
+    python = le_label(boundary)
+    go = python.removesuffix(".0")
+    return (python,) if go == python else (python, go)
+
+
 # ---------------------------------------------------------------- matchers and selectors
 
 
@@ -121,6 +134,14 @@ def one_of(label: str, values: Sequence[str]) -> Matcher | None:
     if len(values) == 1:
         return equal(label, values[0])
     return matches(label, "|".join(regex_escape(value) for value in values))
+
+
+def le_matcher(boundary: Decimal | float) -> Matcher:
+    """The bucket ``le`` of ``boundary`` as any client writes it (see :func:`le_values`)."""
+    values = le_values(boundary)
+    if len(values) == 1:
+        return equal("le", values[0])
+    return matches("le", "|".join(regex_escape(value) for value in values))
 
 
 def equal_matchers(labels: Mapping[str, str]) -> list[Matcher]:

@@ -27,7 +27,10 @@ from decimal import Decimal
 from typing import Any
 
 from ouro_obs.slo import conventions
+from ouro_obs.slo.alerts import own_metrics
 from ouro_obs.slo.promql import decimal_text, duration
+from ouro_obs.slo.promtool_groups import group_scenarios, series_group_labels
+from ouro_obs.slo.promtool_series import absent_labels
 from ouro_obs.slo.promtool_timing import (
     BELOW_ONE_BURN,
     FAST_BURN,
@@ -75,12 +78,21 @@ class _Expectations:
 
     def __init__(self, spec: ServiceSpec):
         self.rules = {rule.alert: rule for rule in alert_rules(spec)}
+        #: A grouped SLO's alerts also carry the group labels of the series that burn.
+        self.groups = {
+            name: series_group_labels(spec, slo)
+            for slo in spec.slos
+            for name in (
+                conventions.alert_names(spec, slo).page,
+                conventions.alert_names(spec, slo).ticket,
+            )
+        }
 
     def alert(
         self, name: str, value: str, series_labels: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
         rule = self.rules[name]
-        labels = {**(series_labels or {}), **rule.labels}
+        labels = {**self.groups.get(name, {}), **(series_labels or {}), **rule.labels}
         annotations = {key: _expand(text, value, labels) for key, text in rule.annotations.items()}
         return {"exp_labels": labels, "exp_annotations": annotations}
 
@@ -204,6 +216,11 @@ def _stop_scenario(
     """The service goes away: up drops to 0 and the request series go stale."""
     names = conventions.alert_names(spec, slo)
     service = conventions.service_alert_names(spec)
+    # An SLI on its own metrics has its own absent alert, on its own series.
+    absent_name, absent_series = service.metrics_absent, dict(spec.effective_selector)
+    if own_metrics(slo):
+        absent_name = conventions.metrics_absent_alert_name(spec, slo)
+        absent_series = absent_labels(spec, slo)
     clean = history(conditions(slo, "page"), timing)
     traffic = Traffic(spec, slo)
     traffic.add(timing.steps(clean), requests_per_step(spec, slo, timing), Decimal(0))
@@ -222,12 +239,8 @@ def _stop_scenario(
             service.target_down,
             expect.alerts(service.target_down, "0", traffic.up_labels),
         ),
-        expect.check(absent_at - timing.evaluation, service.metrics_absent),
-        expect.check(
-            absent_at,
-            service.metrics_absent,
-            expect.alerts(service.metrics_absent, "1", spec.effective_selector),
-        ),
+        expect.check(absent_at - timing.evaluation, absent_name),
+        expect.check(absent_at, absent_name, expect.alerts(absent_name, "1", absent_series)),
         expect.check(absent_at, names.page),
         expect.check(absent_at, names.ticket),
     ]
@@ -255,6 +268,7 @@ def _slo_scenarios(spec: ServiceSpec, slo: SLOSpec, expect: _Expectations) -> li
         _below_one_scenario(spec, slo, timing, expect),
         *([] if low is None else [low]),
         _stop_scenario(spec, slo, timing, expect),
+        *group_scenarios(spec, slo, timing, expect.alerts, expect.check),
     ]
 
 

@@ -12,15 +12,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from ouro_obs.contract import (
-    METHOD_LABEL,
-    ROUTE_LABEL,
-    STANDARD_METHODS,
-    STATUS_LABEL,
-    MetricNames,
-)
-from ouro_obs.slo import promql
+from ouro_obs.contract import STANDARD_METHODS
+from ouro_obs.slo import conventions, promql
 from ouro_obs.slo.promql import decimal_text
+from ouro_obs.slo.promtool_series import EventRole, own_series
 from ouro_obs.slo.promtool_timing import (
     BELOW_ONE_BURN,
     FAST_BURN,
@@ -136,25 +131,31 @@ class _Phase:
 class Traffic:
     """The input series of one scenario for one SLO, filled phase by phase."""
 
-    def __init__(self, spec: ServiceSpec, slo: SLOSpec):
+    def __init__(self, spec: ServiceSpec, slo: SLOSpec, labels: Mapping[str, str] | None = None):
+        """``labels`` override the request series' labels (``instance`` also ``up``'s)."""
         self.slo = slo
-        self.names = MetricNames(spec.metrics_namespace)
-        self.up_labels = {**spec.effective_selector, "instance": INSTANCE}
+        self.names = conventions.series_names(spec)
+        extra = dict(labels or {})
+        self.up_labels = {**spec.effective_selector, "instance": extra.pop("instance", INSTANCE)}
         self.request = {
             **self.up_labels,
-            METHOD_LABEL: slo.sli.methods[0] if slo.sli.methods else "GET",
-            ROUTE_LABEL: slo.sli.routes[0] if slo.sli.routes else "/",
+            self.names.method_label: slo.sli.methods[0] if slo.sli.methods else "GET",
+            self.names.route_label: slo.sli.routes[0] if slo.sli.routes else "/",
+            **extra,
         }
         self.phases: list[_Phase] = []
+        # An SLI on its own metrics: series its selectors pick, with the same extra labels.
+        own_base = {k: v for k, v in (labels or {}).items() if k != "instance"}
+        self.own = own_series(spec, slo, {"instance": self.up_labels["instance"], **own_base})
         self.outside = self._outside_labels()
 
     def _outside_labels(self) -> dict[str, str] | None:
         """Labels of requests the SLI must ignore: another route or method, when it filters."""
         if self.slo.sli.routes:
-            return {**self.request, ROUTE_LABEL: EXCLUDED_ROUTE}
+            return {**self.request, self.names.route_label: EXCLUDED_ROUTE}
         if self.slo.sli.methods:
             other = sorted(STANDARD_METHODS - set(self.slo.sli.methods))[0]
-            return {**self.request, METHOD_LABEL: other}
+            return {**self.request, self.names.method_label: other}
         return None
 
     def add(self, steps: int, requests: Decimal, bad_ratio: Decimal) -> None:
@@ -164,7 +165,7 @@ class Traffic:
         return [(per_step(phase), phase.steps) for phase in self.phases]
 
     def _requests(self, labels: Mapping[str, str], status: str) -> str:
-        return promql.labelled(self.names.requests_total, {**labels, STATUS_LABEL: status})
+        return promql.labelled(self.names.requests, {**labels, self.names.status_label: status})
 
     def _status(self, bad: bool) -> str:
         assert isinstance(self.slo.sli, AvailabilitySLI)
@@ -173,9 +174,15 @@ class Traffic:
     def _latency_counters(
         self, labels: Mapping[str, str], fast: list[tuple[Decimal, int]]
     ) -> list[_Counter]:
-        """The duration histogram: ``fast`` requests under the threshold, all under +Inf."""
+        """The duration histogram: ``fast`` requests under the threshold, all under +Inf.
+
+        Where the histogram counts the requests (the OpenTelemetry naming), its series carry
+        the status too: those requests succeeded.
+        """
         assert isinstance(self.slo.sli, LatencySLI)
         histogram = self.names.request_duration
+        if self.names.requests_are_durations:
+            labels = {**labels, self.names.status_label: "200"}
         threshold = promql.le_label(self.slo.sli.threshold_seconds)
         total = self._runs(lambda phase: phase.requests)
         return [
@@ -185,7 +192,14 @@ class Traffic:
         ]
 
     def _sli_counters(self) -> list[_Counter]:
-        """The series of the requests the SLI counts."""
+        """The series of the requests (or the events) the SLI counts."""
+        if self.own is not None:
+            counts: dict[EventRole, Callable[[_Phase], Decimal]] = {
+                "all": lambda phase: phase.requests,
+                "good": lambda phase: phase.requests * (1 - phase.bad_ratio),
+                "bad": lambda phase: phase.requests * phase.bad_ratio,
+            }
+            return [_Counter(series, self._runs(counts[role])) for series, role in self.own]
         good = self._runs(lambda phase: phase.requests * (1 - phase.bad_ratio))
         if isinstance(self.slo.sli, AvailabilitySLI):
             bad = self._runs(lambda phase: phase.requests * phase.bad_ratio)
@@ -193,11 +207,11 @@ class Traffic:
                 _Counter(self._requests(self.request, self._status(bad=False)), good),
                 _Counter(self._requests(self.request, self._status(bad=True)), bad),
             ]
+        latency = self._latency_counters(self.request, good)
+        if self.names.requests_are_durations:  # the histogram's _count is the requests
+            return latency
         total = self._runs(lambda phase: phase.requests)
-        return [
-            _Counter(self._requests(self.request, "200"), total),
-            *self._latency_counters(self.request, good),
-        ]
+        return [_Counter(self._requests(self.request, "200"), total), *latency]
 
     def _outside_counters(self, outside: Mapping[str, str]) -> list[_Counter]:
         """Traffic outside the SLI's routes or methods that fails completely."""

@@ -68,6 +68,8 @@ def _group_data(group: RuleGroup) -> dict[str, Any]:
     data: dict[str, Any] = {"name": group.name}
     if group.interval is not None:
         data["interval"] = group.interval.duration
+    if group.limit is not None:
+        data["limit"] = group.limit
     data["rules"] = [_rule_data(rule) for rule in group.rules]
     return data
 

@@ -15,11 +15,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from ouro_obs.contract import METHOD_LABEL, ROUTE_LABEL, STATUS_LABEL, MetricNames
 from ouro_obs.slo import alerts, conventions, promql
 from ouro_obs.slo.alerts import SERVICE_ALERT_FOR, AlertRule
+from ouro_obs.slo.grouping import by_labels
 from ouro_obs.slo.promql import Matcher, decimal_text
-from ouro_obs.slo.spec import AvailabilitySLI, ServiceSpec, SLOSpec
+from ouro_obs.slo.promql_selector import SeriesSelector
+from ouro_obs.slo.spec import (
+    AvailabilitySLI,
+    HistogramSLI,
+    LatencySLI,
+    RatioSLI,
+    ServiceSpec,
+    SLOSpec,
+)
 from ouro_obs.slo.windows import Window, burn_windows, period_window
 
 __all__ = [
@@ -36,10 +44,12 @@ __all__ = [
     "events_interval",
     "events_ratio",
     "events_window",
+    "own_series_matchers",
     "rule_groups",
     "sli_error_expr",
     "sli_selector",
     "total_events",
+    "total_series",
 ]
 
 #: The SLO-window group's interval: well inside the 5-minute lookback, so its series never
@@ -80,6 +90,8 @@ class RuleGroup:
     rules: tuple[Rule, ...]
     #: Evaluation interval; ``None`` keeps Prometheus's global one.
     interval: Window | None = None
+    #: The most series (or alerts) any rule of the group may produce; ``None``: no limit.
+    limit: int | None = None
 
 
 # ---------------------------------------------------------------- the SLI
@@ -91,18 +103,79 @@ def _service_matchers(spec: ServiceSpec) -> list[Matcher]:
 
 def sli_selector(spec: ServiceSpec, slo: SLOSpec, *extra: Matcher) -> str:
     """The label matchers of the SLI's events: the service selector, routes, methods, extra."""
+    names = conventions.series_names(spec)
     return promql.selector(
         [
             *_service_matchers(spec),
-            promql.one_of(ROUTE_LABEL, slo.sli.routes),
-            promql.one_of(METHOD_LABEL, slo.sli.methods),
+            promql.one_of(names.route_label, slo.sli.routes),
+            promql.one_of(names.method_label, slo.sli.methods),
             *extra,
         ]
     )
 
 
-def _sum_over(metric: str, selector: str, window: Window, function: str = "rate") -> str:
-    return promql.sum_of(promql.range_function(function, metric + selector, window.duration))
+def own_series_matchers(
+    spec: ServiceSpec, own: Sequence[Matcher], extra: Sequence[Matcher] = ()
+) -> list[Matcher]:
+    """The matchers of a series an SLI names itself (ratio, histogram).
+
+    The service's selector (with its environment's) comes first, for every label the
+    SLI's own matchers leave alone: they may pick another ``job``.
+    """
+    claimed = {matcher.label for matcher in own}
+    service = [m for m in _service_matchers(spec) if m.label not in claimed]
+    return [*service, *own, *extra]
+
+
+def _own_selector(spec: ServiceSpec, series: SeriesSelector, extra: Sequence[Matcher]) -> str:
+    return promql.selector(own_series_matchers(spec, series.matchers, extra))
+
+
+def _own_series(spec: ServiceSpec, series: SeriesSelector, extra: Sequence[Matcher]) -> str:
+    return series.metric + _own_selector(spec, series, extra)
+
+
+def total_series(spec: ServiceSpec, slo: SLOSpec, extra: Sequence[Matcher] = ()) -> str:
+    """The series of all the SLI's events: what ``rate()`` and ``absent()`` read."""
+    sli = slo.sli
+    if isinstance(sli, RatioSLI):
+        return _own_series(spec, sli.total, extra)
+    if isinstance(sli, HistogramSLI):
+        return _own_series(spec, SeriesSelector(f"{sli.metric}_count", sli.matchers), extra)
+    names = conventions.series_names(spec)
+    metric = (
+        names.requests if isinstance(sli, AvailabilitySLI) else f"{names.request_duration}_count"
+    )
+    return metric + sli_selector(spec, slo, *extra)
+
+
+def _own_bad_events(
+    spec: ServiceSpec, slo: SLOSpec, window: Window, extra: Sequence[Matcher]
+) -> list[str] | None:
+    """The bad-event lines of a ratio or histogram SLI; ``None`` for the HTTP ones."""
+    sli, by = slo.sli, by_labels(spec, slo)
+
+    def rate_of(series: SeriesSelector) -> str:
+        return _sum_over(series.metric, _own_selector(spec, series, extra), window, by=by)
+
+    total = total_events(spec, slo, window, extra=extra)
+    # No series of the counted events yet is none of them (per group: 0 times its events).
+    nothing = f"0 * {total}" if by else "vector(0)"
+    if isinstance(sli, RatioSLI) and sli.errors is not None:
+        return [rate_of(sli.errors), f"or {nothing}"]
+    if isinstance(sli, RatioSLI) and sli.good is not None:
+        return [total, "-", "(", f"  {rate_of(sli.good)}", f"  or {nothing}", ")"]
+    if isinstance(sli, HistogramSLI):
+        bucket = promql.le_matcher(sli.threshold)
+        good = rate_of(SeriesSelector(f"{sli.metric}_bucket", (*sli.matchers, bucket)))
+        return [total, "-", good]
+    return None
+
+
+def _sum_over(
+    metric: str, selector: str, window: Window, function: str = "rate", by: Sequence[str] = ()
+) -> str:
+    return promql.sum_of(promql.range_function(function, metric + selector, window.duration), by)
 
 
 def total_events(
@@ -112,29 +185,35 @@ def total_events(
     function: str = "rate",
     extra: Sequence[Matcher] = (),
 ) -> str:
-    """All the SLI's events over ``window``: requests, or duration observations."""
-    names = MetricNames(spec.metrics_namespace)
-    metric = (
-        names.requests_total
-        if isinstance(slo.sli, AvailabilitySLI)
-        else f"{names.request_duration}_count"
+    """All the SLI's events over ``window``: requests, observations, the total counter."""
+    series = total_series(spec, slo, extra)
+    return promql.sum_of(
+        promql.range_function(function, series, window.duration), by_labels(spec, slo)
     )
-    return _sum_over(metric, sli_selector(spec, slo, *extra), window, function)
 
 
 def bad_events(
     spec: ServiceSpec, slo: SLOSpec, window: Window, extra: Sequence[Matcher] = ()
 ) -> list[str]:
     """The lines of the rate of the SLI's bad events over ``window`` (0 without failures)."""
-    names = MetricNames(spec.metrics_namespace)
+    own = _own_bad_events(spec, slo, window, extra)
+    if own is not None:
+        return own
+    names = conventions.series_names(spec)
     if isinstance(slo.sli, AvailabilitySLI):
-        status = promql.matches(STATUS_LABEL, slo.sli.error_status_regex)
-        errors = _sum_over(names.requests_total, sli_selector(spec, slo, *extra, status), window)
-        # A service that never failed has no error series at all: count that as zero errors.
+        status = promql.matches(names.status_label, slo.sli.error_status_regex)
+        by = by_labels(spec, slo)
+        selector = sli_selector(spec, slo, *extra, status)
+        errors = _sum_over(names.requests, selector, window, by=by)
+        # A service that never failed has no error series at all: count that as zero errors
+        # (per group: a group without errors is 0 times its requests).
+        if by:
+            return [errors, "or", f"0 * {total_events(spec, slo, window, extra=extra)}"]
         return [errors, "or vector(0)"]
+    assert isinstance(slo.sli, LatencySLI)
     bucket = promql.equal("le", promql.le_label(slo.sli.threshold_seconds))
     selector = sli_selector(spec, slo, *extra, bucket)
-    good = _sum_over(f"{names.request_duration}_bucket", selector, window)
+    good = _sum_over(f"{names.request_duration}_bucket", selector, window, by=by_labels(spec, slo))
     # total - good keeps the ratio exact where 1 - good/total adds float noise.
     return [total_events(spec, slo, window, extra=extra), "-", good]
 
@@ -226,7 +305,8 @@ def _period_rules(spec: ServiceSpec, slo: SLOSpec) -> list[Rule]:
     """
     labels = conventions.record_labels(spec, slo)
     base, period = events_window(slo.window_days), period_window(slo.window_days)
-    own = tuple(conventions.slo_labels(spec, slo))
+    # The spec's labels as one series, each group (and cluster) as its own.
+    own = (*conventions.slo_labels(spec, slo), *by_labels(spec, slo))
 
     def summed(record: str) -> str:
         # One series even after the spec's labels changed within the period.
@@ -253,7 +333,7 @@ def _requests(spec: ServiceSpec, slo: SLOSpec, window: Window) -> str:
 
 def alert_rules(spec: ServiceSpec) -> tuple[AlertRule, ...]:
     """Every alert (:func:`ouro_obs.slo.alerts.alert_rules`), guarded by the SLI's events."""
-    return alerts.alert_rules(spec, _requests)
+    return alerts.alert_rules(spec, _requests, total_series)
 
 
 def rule_groups(spec: ServiceSpec) -> tuple[RuleGroup, ...]:
@@ -275,17 +355,21 @@ def rule_groups(spec: ServiceSpec) -> tuple[RuleGroup, ...]:
         placed.update(rule.alert for rule in own)
         short = burn_windows(slo.window_days)
         rules = [*_sli_rules(spec, slo, short), *_metadata_rules(spec, slo), *own]
-        groups.append(RuleGroup(conventions.slo_group_name(spec, slo), tuple(rules)))
+        # A grouped SLO's rules each give one series per group: past the cap they fail.
+        limit = slo.max_groups if slo.group_by else None
+        groups.append(RuleGroup(conventions.slo_group_name(spec, slo), tuple(rules), limit=limit))
         groups += [
             RuleGroup(
                 conventions.events_group_name(spec, slo),
                 tuple(_event_rate_rules(spec, slo)),
                 interval=events_interval(slo.window_days),
+                limit=limit,
             ),
             RuleGroup(
                 conventions.period_group_name(spec, slo),
                 tuple(_period_rules(spec, slo)),
                 interval=PERIOD_GROUP_INTERVAL,
+                limit=limit,
             ),
         ]
     service = tuple(rule for rule in every_alert if rule.alert not in placed)

@@ -58,9 +58,18 @@ empty object.
 {{- $path := printf "files/generated/%s" .file }}
 {{- $text := .context.Files.Get $path }}
 {{- if not $text }}
-{{- fail (printf "%s is missing or empty: run `ouro-obs generate examples/shop/slo.yaml -o .` in the repository" $path) }}
+{{- fail (printf "%s is missing or empty: run `ouro-obs generate examples/shop/slo.yaml -o .` in the repository, and set `environment` (or `monitoring.environment`) to one of the spec's environments" $path) }}
 {{- end }}
 {{- $text }}
+{{- end }}
+
+{{/*
+The SLO spec's environment whose generated rules, dashboards and routing this release
+installs (deploy/generated/<environment>/): `monitoring.environment`, else `environment`,
+else dev (the chart's defaults are a development install).
+*/}}
+{{- define "ouro-shop.sloEnvironment" -}}
+{{- .Values.monitoring.environment | default .Values.environment | default "dev" }}
 {{- end }}
 
 {{/* A NetworkPolicy peer: pods with `podLabels` (any pod when empty) in `namespace`. */}}

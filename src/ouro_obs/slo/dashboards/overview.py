@@ -14,8 +14,8 @@ from typing import Any
 
 from grafanalib import core as grafana
 
-from ouro_obs.contract import ROUTE_LABEL, STATUS_LABEL, MetricNames
-from ouro_obs.slo import promql
+from ouro_obs.contract import ROUTE_LABEL
+from ouro_obs.slo import conventions, promql
 from ouro_obs.slo.dashboards.dashboard import build_dashboard, dashboard_link, datasource_variable
 from ouro_obs.slo.dashboards.panels import (
     DATASOURCE,
@@ -32,6 +32,7 @@ from ouro_obs.slo.dashboards.panels import (
     threshold_steps,
     timeseries,
 )
+from ouro_obs.slo.grouping import CLUSTER_LABEL, keeps_cluster
 from ouro_obs.slo.promql import Matcher, decimal_text
 from ouro_obs.slo.spec import AvailabilitySLI, LatencySLI, ServiceSpec
 from ouro_obs.slo.spec.model import DEFAULT_ERROR_STATUS_REGEX
@@ -40,6 +41,7 @@ __all__ = [
     "ALL_VALUE",
     "FILTER_VARIABLES",
     "TRACES_VARIABLE",
+    "filter_variables",
     "overview_dashboard",
 ]
 
@@ -65,18 +67,22 @@ class _Series:
     spec: ServiceSpec
 
     @property
-    def names(self) -> MetricNames:
-        return MetricNames(self.spec.metrics_namespace)
+    def names(self) -> conventions.SeriesNames:
+        return conventions.series_names(self.spec)
+
+    def label_of(self, variable: str) -> str:
+        """The series label a filter variable matches (``route`` is ``http_route`` in OTel)."""
+        return self.names.route_label if variable == ROUTE_LABEL else variable
 
     def matchers(self, *, route: bool = True, upto: str | None = None) -> list[Matcher]:
         """Selector matchers plus the filter variables (those before ``upto`` only)."""
         matchers = promql.equal_matchers(self.spec.effective_selector)
-        for variable in FILTER_VARIABLES:
+        for variable in filter_variables(self.spec):
             if variable == upto:
                 break
             if variable == ROUTE_LABEL and not route:
                 continue
-            matchers.append(promql.matches(variable, f"${variable}"))
+            matchers.append(promql.matches(self.label_of(variable), f"${variable}"))
         return matchers
 
     def select(self, metric: str, *extra: Matcher, route: bool = True) -> str:
@@ -91,13 +97,19 @@ class _Series:
         return promql.histogram_quantile(q, self.rate(f"{histogram}_bucket", window=window), by)
 
     def variable_query(self, variable: str) -> str:
-        metric = self.names.requests_total + promql.selector(self.matchers(upto=variable))
-        return f"label_values({metric}, {variable})"
+        metric = self.names.requests + promql.selector(self.matchers(upto=variable))
+        return f"label_values({metric}, {self.label_of(variable)})"
+
+
+def filter_variables(spec: ServiceSpec) -> tuple[str, ...]:
+    """The overview's filter variables: ``cluster`` first when the spec selects by it."""
+    return (CLUSTER_LABEL, *FILTER_VARIABLES) if keeps_cluster(spec) else FILTER_VARIABLES
 
 
 def _error_ratio(series: _Series, status_regex: str, by: tuple[str, ...] = ()) -> str:
-    requests = series.names.requests_total
-    errors = promql.sum_of(series.rate(requests, promql.matches(STATUS_LABEL, status_regex)), by)
+    requests = series.names.requests
+    status = promql.matches(series.names.status_label, status_regex)
+    errors = promql.sum_of(series.rate(requests, status), by)
     total = promql.sum_of(series.rate(requests), by)
     # A route without errors has no error series; count it as 0 rather than leave a gap.
     zero = f"0 * {total}" if by else "vector(0)"
@@ -162,7 +174,9 @@ class _Overview:
         self.spec = spec
         self.series = _Series(spec)
         self.names = self.series.names
-        self.requests = self.names.requests_total
+        self.requests = self.names.requests
+        #: Legends of the per-route series.
+        self.route_legend = f"{{{{{self.names.route_label}}}}}"
         self.duration = self.names.request_duration
         #: The first availability SLO's error statuses, so the overview agrees with the SLO.
         self.errors = next(
@@ -217,9 +231,9 @@ class _Overview:
 
     def traffic(self) -> None:
         self.grid.row("Traffic and errors")
-        by_status = promql.sum_of(self.series.rate(self.requests), (STATUS_LABEL,))
+        by_status = promql.sum_of(self.series.rate(self.requests), (self.names.status_label,))
         in_range = promql.sum_of(
-            promql.increase(self.series.select(self.requests), RANGE), (STATUS_LABEL,)
+            promql.increase(self.series.select(self.requests), RANGE), (self.names.status_label,)
         )
         for panel in (
             timeseries(
@@ -228,7 +242,8 @@ class _Overview:
                 "reqps",
                 [
                     Query(
-                        promql.sum_of(self.series.rate(self.requests), (ROUTE_LABEL,)), "{{route}}"
+                        promql.sum_of(self.series.rate(self.requests), (self.names.route_label,)),
+                        self.route_legend,
                     )
                 ],
             ),
@@ -243,7 +258,7 @@ class _Overview:
                 "Error ratio by route",
                 f'Share of each route\'s responses with status=~"{self.errors}".',
                 "percentunit",
-                [Query(self.error_ratio((ROUTE_LABEL,)), "{{route}}")],
+                [Query(self.error_ratio((self.names.route_label,)), self.route_legend)],
                 thresholds=_red_above(self.budget),
             ),
             bar_gauge(
@@ -269,8 +284,8 @@ class _Overview:
         )
         percentiles = [
             Query(
-                self.series.quantile(q, self.duration, (ROUTE_LABEL,)),
-                f"{_quantile_label(q)} {{{{route}}}}",
+                self.series.quantile(q, self.duration, (self.names.route_label,)),
+                f"{_quantile_label(q)} {self.route_legend}",
                 exemplar=True,
             )
             for q in LATENCY_QUANTILES
@@ -304,7 +319,12 @@ class _Overview:
                 "In-flight requests by method",
                 "Requests being served right now.",
                 "short",
-                [Query(self.in_flight(("method",)), "{{method}}")],
+                [
+                    Query(
+                        self.in_flight((self.names.method_label,)),
+                        f"{{{{{self.names.method_label}}}}}",
+                    )
+                ],
             ),
             8,
             8,
@@ -315,8 +335,8 @@ class _Overview:
         ):
             queries = [
                 Query(
-                    self.series.quantile(q, metric, (ROUTE_LABEL,)),
-                    f"{_quantile_label(q)} {{{{route}}}}",
+                    self.series.quantile(q, metric, (self.names.route_label,)),
+                    f"{_quantile_label(q)} {self.route_legend}",
                 )
                 for q in SIZE_QUANTILES
             ]
@@ -332,12 +352,12 @@ class _Overview:
             )
 
     def _top(self, expr: str) -> Query:
-        return Query(f"topk({TOP_ROUTES}, {expr})", "{{route}}", instant=True, format="table")
+        return Query(f"topk({TOP_ROUTES}, {expr})", self.route_legend, instant=True, format="table")
 
     def top_routes(self) -> None:
         self.grid.row("Top routes in the time range")
-        status = promql.matches(STATUS_LABEL, self.errors)
-        by_route = (ROUTE_LABEL,)
+        status = promql.matches(self.names.status_label, self.errors)
+        by_route = (self.names.route_label,)
         for panel in (
             table(
                 "Top routes by traffic",
@@ -379,7 +399,7 @@ def overview_dashboard(spec: ServiceSpec) -> dict[str, Any]:
     series = _Series(spec)
     variables = [
         datasource_variable(DATASOURCE_VARIABLE, "prometheus", "Data source"),
-        *(_filter_variable(series, name) for name in FILTER_VARIABLES),
+        *(_filter_variable(series, name) for name in filter_variables(spec)),
         datasource_variable(TRACES_VARIABLE, TRACE_DATASOURCE_TYPE, "Traces"),
     ]
     return build_dashboard(

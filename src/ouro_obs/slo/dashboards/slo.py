@@ -12,6 +12,7 @@ from typing import Any
 
 from ouro_obs.slo import conventions, promql
 from ouro_obs.slo.dashboards.dashboard import build_dashboard, dashboard_link, datasource_variable
+from ouro_obs.slo.dashboards.groups import group_matchers, group_variables, legend
 from ouro_obs.slo.dashboards.panels import (
     DATASOURCE_VARIABLE,
     GREEN,
@@ -28,7 +29,7 @@ from ouro_obs.slo.dashboards.panels import (
     timeseries,
 )
 from ouro_obs.slo.promql import decimal_text
-from ouro_obs.slo.spec import LatencySLI, ServiceSpec, SLOSpec
+from ouro_obs.slo.spec import HistogramSLI, LatencySLI, RatioSLI, ServiceSpec, SLOSpec
 from ouro_obs.slo.windows import Window, alert_windows, burn_windows, period_window
 
 __all__ = ["slo_dashboard"]
@@ -43,8 +44,13 @@ def _percent_text(ratio: Decimal) -> str:
 
 def _slo_title(slo: SLOSpec) -> str:
     what = "availability"
-    if isinstance(slo.sli, LatencySLI):
-        what = f"latency under {decimal_text(slo.sli.threshold_seconds)} s"
+    sli = slo.sli
+    if isinstance(sli, LatencySLI):
+        what = f"latency under {decimal_text(sli.threshold_seconds)} s"
+    elif isinstance(sli, RatioSLI):
+        what = f"good events of {sli.total.metric}"
+    elif isinstance(sli, HistogramSLI):
+        what = f"of {sli.metric} at or under {decimal_text(sli.threshold)}"
     return f"SLO {slo.name}: {decimal_text(slo.objective)}% {what} over {slo.window_days}d"
 
 
@@ -62,7 +68,9 @@ class _SLOPanels:
     slo: SLOSpec
 
     def series(self, record: str) -> str:
-        return promql.labelled(record, conventions.slo_labels(self.spec, self.slo))
+        """The SLO's recording, narrowed to the groups the dashboard's variables pick."""
+        own = promql.equal_matchers(conventions.slo_labels(self.spec, self.slo))
+        return record + promql.selector([*own, *group_matchers(self.spec, self.slo)])
 
     def good(self, window: Window) -> str:
         return f"1 - {self.series(conventions.sli_error_record(window))}"
@@ -70,7 +78,9 @@ class _SLOPanels:
     def alert_state(self, alert: str) -> Query:
         def alerts(state: str) -> str:
             labels = {"alertname": alert, **conventions.slo_labels(self.spec, self.slo)}
-            return f"max({promql.labelled('ALERTS', {**labels, 'alertstate': state})})"
+            matchers = promql.equal_matchers({**labels, "alertstate": state})
+            groups = group_matchers(self.spec, self.slo)
+            return f"max(ALERTS{promql.selector([*matchers, *groups])})"
 
         # 2 firing, 1 pending, 0 not active: one series per alert even while all is well.
         return Query(
@@ -80,7 +90,11 @@ class _SLOPanels:
 
     def burn_rates(self, instant: bool = False) -> list[Query]:
         return [
-            Query(self.series(conventions.burn_rate_record(window)), str(window), instant=instant)
+            Query(
+                self.series(conventions.burn_rate_record(window)),
+                legend(self.spec, self.slo, str(window)),
+                instant=instant,
+            )
             for window in burn_windows(self.slo.window_days)
         ]
 
@@ -93,7 +107,7 @@ class _SLOPanels:
             f"Good events over the SLO window; green at or above the objective "
             f"({_percent_text(objective)}). {self.slo.description}".strip(),
             "percentunit",
-            Query(self.good(period)),
+            Query(self.good(period), legend(self.spec, self.slo)),
             threshold_steps((RED, None), (GREEN, objective)),
             decimals=3,
         )
@@ -102,7 +116,7 @@ class _SLOPanels:
             f"Share of the {period} error budget ({_percent_text(self.slo.error_budget)} of "
             "events) not spent yet; below 0 the SLO is missed.",
             "percentunit",
-            Query(remaining),
+            Query(remaining, legend(self.spec, self.slo)),
             _BUDGET_STEPS,
         )
         burn = bar_gauge(
@@ -128,9 +142,16 @@ class _SLOPanels:
                 f"({page_long}), against the objective.",
                 "percentunit",
                 [
-                    Query(self.good(period), f"SLI ({period})"),
-                    Query(self.good(page_long), f"SLI ({page_long})"),
-                    Query(self.series(conventions.OBJECTIVE_RECORD), "objective"),
+                    Query(self.good(period), legend(self.spec, self.slo, f"SLI ({period})")),
+                    Query(self.good(page_long), legend(self.spec, self.slo, f"SLI ({page_long})")),
+                    # One objective for every group.
+                    Query(
+                        promql.labelled(
+                            conventions.OBJECTIVE_RECORD,
+                            conventions.slo_labels(self.spec, self.slo),
+                        ),
+                        "objective",
+                    ),
                 ],
                 minimum=None,
             ),
@@ -138,7 +159,12 @@ class _SLOPanels:
                 "Error budget remaining over time",
                 f"Share of the {period} error budget left at each point in time.",
                 "percentunit",
-                [Query(self.series(conventions.BUDGET_REMAINING_RECORD), "budget remaining")],
+                [
+                    Query(
+                        self.series(conventions.BUDGET_REMAINING_RECORD),
+                        legend(self.spec, self.slo, "budget remaining"),
+                    )
+                ],
                 thresholds=_BUDGET_STEPS,
                 minimum=None,
             ),
@@ -189,7 +215,10 @@ def slo_dashboard(spec: ServiceSpec) -> dict[str, Any]:
         f"{spec.service} / SLOs",
         f"Service level objectives of {spec.service}: SLIs, error budgets, burn rates and "
         "alerts (generated by ouro-obs).",
-        [datasource_variable(DATASOURCE_VARIABLE, "prometheus", "Data source")],
+        [
+            datasource_variable(DATASOURCE_VARIABLE, "prometheus", "Data source"),
+            *group_variables(spec),
+        ],
         grid.panels,
         [
             dashboard_link(

@@ -16,7 +16,10 @@ from ouro_obs.slo.spec.model import (
     OPENSLO_API_VERSION,
     SLI,
     AvailabilitySLI,
+    HistogramSLI,
     LatencySLI,
+    MetricsSpec,
+    RatioSLI,
     ServiceSpec,
     SLOSpec,
 )
@@ -28,7 +31,10 @@ from ouro_obs.slo.spec.yaml_lines import read_documents
 __all__ = [
     "SLI",
     "AvailabilitySLI",
+    "HistogramSLI",
     "LatencySLI",
+    "MetricsSpec",
+    "RatioSLI",
     "SLOSpec",
     "ServiceSpec",
     "SpecError",

@@ -18,12 +18,14 @@ from ouro_obs.slo.spec.checker import Checker, describe, slug
 from ouro_obs.slo.spec.errors import FieldPath
 from ouro_obs.slo.spec.model import ENVIRONMENT_LABEL, EnvironmentSpec, ServiceSpec
 
-__all__ = ["ENVIRONMENT_NAME_RE", "check_environments", "scoped"]
+__all__ = ["ENVIRONMENT_NAME_RE", "SHARED_DIRECTORIES", "check_environments", "scoped"]
 
 ENVIRONMENT_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?")
 _FIELDS = ("name", "selector", "namespace")
 #: Longest ``<service>-<environment>``: it names Kubernetes objects and label values.
 _MAX_SCOPED_NAME = 63
+#: Directories of ``deploy/generated`` beside the environments' own.
+SHARED_DIRECTORIES = frozenset({"rollout", "alertmanager"})
 _NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 LabelCheck = Callable[[FieldPath, str], bool]
@@ -49,6 +51,13 @@ def _environment(
             "is not an environment name; use lower-case letters, digits and '-' "
             f"(at most 32 characters), e.g. {slug(str(item['name']))!r}",
         )
+    if name in SHARED_DIRECTORIES:
+        checker.error(
+            (*path, "name"),
+            f"{name!r} names a directory of deploy/generated every environment shares; "
+            "use another name",
+        )
+        name = None
     if name is not None and service is not None:
         scoped_name = f"{service}-{name}"
         checker.check(

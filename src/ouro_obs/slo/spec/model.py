@@ -7,9 +7,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
+from ouro_obs.slo.promql import Matcher
+from ouro_obs.slo.promql_selector import SeriesSelector
+
 __all__ = [
     "API_VERSION",
     "DEFAULT_ERROR_STATUS_REGEX",
+    "DEFAULT_MAX_GROUPS",
     "DEFAULT_PAGE_MIN_REQUESTS",
     "DEFAULT_PAGE_SEVERITY",
     "DEFAULT_TICKET_SEVERITY",
@@ -22,7 +26,10 @@ __all__ = [
     "AlertmanagerSpec",
     "AvailabilitySLI",
     "EnvironmentSpec",
+    "HistogramSLI",
     "LatencySLI",
+    "MetricsSpec",
+    "RatioSLI",
     "SLOAlerting",
     "SLOSpec",
     "ServiceAlerting",
@@ -37,6 +44,8 @@ OPENSLO_API_VERSION = "openslo/v1"
 DEFAULT_PAGE_MIN_REQUESTS = 100
 DEFAULT_ERROR_STATUS_REGEX = "5.."
 DEFAULT_WINDOW_DAYS = 30
+#: A grouped SLO's rules produce at most this many series each by default (rule ``limit``).
+DEFAULT_MAX_GROUPS = 100
 #: The label naming the environment on every rule of an environment's set.
 ENVIRONMENT_LABEL = "env"
 #: The ``severity`` of pages and tickets by default: what kube-prometheus-stack's stock
@@ -65,7 +74,57 @@ class LatencySLI:
     kind: Literal["latency"] = "latency"
 
 
-SLI = AvailabilitySLI | LatencySLI
+@dataclass(frozen=True, slots=True)
+class RatioSLI:
+    """Events of any two counters: ``errors`` (or ``good``) over ``total``, as selectors.
+
+    Exactly one of ``errors`` and ``good`` is set. The service's selector (and an
+    environment's) is added to both for every label they do not match themselves.
+    """
+
+    total: SeriesSelector
+    errors: SeriesSelector | None = None
+    good: SeriesSelector | None = None
+    kind: Literal["ratio"] = "ratio"
+
+    @property
+    def routes(self) -> tuple[str, ...]:
+        """No route filter: the selectors say which series count."""
+        return ()
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """No method filter: the selectors say which series count."""
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramSLI:
+    """Observations of any histogram above ``threshold`` (an ``le`` boundary) are bad.
+
+    ``metric`` is the histogram's family name (its ``_bucket`` and ``_count`` series);
+    ``matchers`` narrow it; ``buckets`` are its boundaries when known (declared in the
+    spec, or ouro-obs's own), else empty.
+    """
+
+    metric: str
+    threshold: Decimal
+    matchers: tuple[Matcher, ...] = ()
+    buckets: tuple[Decimal, ...] = ()
+    kind: Literal["histogram"] = "histogram"
+
+    @property
+    def routes(self) -> tuple[str, ...]:
+        """No route filter: the matchers say which series count."""
+        return ()
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """No method filter: the matchers say which series count."""
+        return ()
+
+
+SLI = AvailabilitySLI | LatencySLI | RatioSLI | HistogramSLI
 
 
 # ---------------------------------------------------------------- alert tuning and routing
@@ -137,11 +196,24 @@ class SLOSpec:
     sli: SLI
     description: str = ""
     alerting: SLOAlerting = field(default_factory=SLOAlerting)
+    #: Labels the SLI is computed by: burn rates, alerts and budget per value ("" = one SLI).
+    group_by: tuple[str, ...] = ()
+    #: The most label sets of ``group_by`` the rules may produce (each rule's ``limit``).
+    max_groups: int = DEFAULT_MAX_GROUPS
 
     @property
     def error_budget(self) -> Decimal:
         """The allowed bad fraction as an exact decimal: 99.9 -> 0.001."""
         return (Decimal(100) - self.objective) / Decimal(100)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSpec:
+    """How the service's metrics are named: ``prometheus`` (the middleware's default
+    backend) or ``opentelemetry`` (``metrics_backend="opentelemetry"``, scraped through
+    opentelemetry-exporter-prometheus)."""
+
+    naming: Literal["prometheus", "opentelemetry"] = "prometheus"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +225,7 @@ class ServiceSpec:
     #: Label matchers selecting the service's series; default ``{"job": service}``.
     selector: Mapping[str, str] = field(default_factory=dict)
     metrics_namespace: str = ""
+    metrics: MetricsSpec = field(default_factory=MetricsSpec)
     #: Labels put on every alert (team, owner, ...).
     labels: Mapping[str, str] = field(default_factory=dict)
     runbook_base_url: str = ""

@@ -13,20 +13,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any, cast
+from typing import Any
 
 from ouro_obs.contract import MetricNames
-from ouro_obs.slo.promql import Matcher, MatchOp
+from ouro_obs.slo import promql
+from ouro_obs.slo.promql import Matcher
+from ouro_obs.slo.promql_selector import SelectorError, parse_selector
 from ouro_obs.slo.spec.errors import FieldPath, SpecError, SpecIssue, format_path
 from ouro_obs.slo.spec.model import API_VERSION, OPENSLO_API_VERSION
 from ouro_obs.slo.spec.yaml_lines import Document, nearest_line
 
 __all__ = ["OPENSLO_ANNOTATIONS", "from_openslo"]
 
-_SELECTOR_RE = re.compile(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*")
-_MATCHER_RE = re.compile(
-    r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*(,|$)'
-)
 #: Where ouro-obs settings that OpenSLO has no field for live on an imported SLO.
 OPENSLO_ANNOTATIONS = {
     "ouro-obs.dev/runbook-base-url": "runbook_base_url",
@@ -64,23 +62,15 @@ class _OpenSLOError(Exception):
 
 def _matchers(query: str, path: FieldPath) -> tuple[str, list[Matcher]]:
     """``metric{a="b",...}`` -> (metric, matchers): the only queries mapped."""
-    match = _SELECTOR_RE.fullmatch(query)
-    if match is None:
+    try:
+        selector = parse_selector(query)
+    except SelectorError as error:
         raise _OpenSLOError(
             path,
-            f"{query.strip()!r} is not a plain series selector; ouro-obs maps queries like "
-            "'http_requests_total{job=\"shop\"}' (it adds rate() itself)",
-        )
-    metric, body = match.group(1), (match.group(2) or "").strip()
-    found: list[Matcher] = []
-    while body:
-        item = _MATCHER_RE.match(body)
-        if item is None:
-            raise _OpenSLOError(path, f"cannot read the label matchers {{{body}}}")
-        value = re.sub(r"\\(.)", r"\1", item.group(3))
-        found.append(Matcher(item.group(1), cast(MatchOp, item.group(2)), value))
-        body = body[item.end() :]
-    return metric, found
+            f"{query.strip()!r} is not a plain series selector ({error}); ouro-obs maps "
+            "queries like 'http_requests_total{job=\"shop\"}' (it adds rate() itself)",
+        ) from None
+    return selector.metric, list(selector.matchers)
 
 
 def _alternatives(regex: str) -> list[str]:
@@ -88,7 +78,11 @@ def _alternatives(regex: str) -> list[str]:
     return [re.sub(r"\\(.)", r"\1", part) for part in re.split(r"(?<!\\)\|", regex)]
 
 
-def _query(source: Any, path: FieldPath) -> tuple[str, list[Matcher]]:
+#: Where a metric source's query sits below it.
+_QUERY_PATH: FieldPath = ("metricSource", "spec", "query")
+
+
+def _query_text(source: Any, path: FieldPath) -> str:
     metric_source = source.get("metricSource") if isinstance(source, dict) else None
     spec = metric_source.get("spec") if isinstance(metric_source, dict) else None
     kind = metric_source.get("type") if isinstance(metric_source, dict) else None
@@ -98,7 +92,12 @@ def _query(source: Any, path: FieldPath) -> tuple[str, list[Matcher]]:
         raise _OpenSLOError(
             (*path, "metricSource", "type"), f"{kind!r} is not supported; use Prometheus"
         )
-    return _matchers(spec["query"], path)
+    query: str = spec["query"]
+    return query
+
+
+def _query(source: Any, path: FieldPath) -> tuple[str, list[Matcher]]:
+    return _matchers(_query_text(source, path), path)
 
 
 def _availability(
@@ -171,15 +170,58 @@ def _sli_from_ratio(ratio: Any, path: FieldPath) -> dict[str, Any]:
         total_metric, metric, part, extra, path
     )
     if mapped is None:
-        raise _OpenSLOError(
-            path,
-            "maps only the ouro-obs metrics: http_requests_total with a status matcher "
-            "(availability), or http_request_duration_seconds_bucket{le=...} over _count "
-            "(latency)",
-        )
+        return _any_ratio(ratio, part, path)
     sli, namespace = mapped
     sli["_selector"] = _selector_fields(sli, total, path)
     sli["_namespace"] = namespace.removesuffix("_")
+    return sli
+
+
+def _any_ratio(ratio: dict[str, Any], part: str, path: FieldPath) -> dict[str, Any]:
+    """A ``kind: ratio`` SLI over any counters: the queries as its selectors."""
+    field = "errors" if part == "bad" else "good"
+    return {
+        "kind": "ratio",
+        field: _query_text(ratio[part], (*path, part)),
+        "total": _query_text(ratio["total"], (*path, "total")),
+        "_paths": {field: (*path, part, *_QUERY_PATH), "total": (*path, "total", *_QUERY_PATH)},
+    }
+
+
+def _sli_from_threshold(
+    threshold: Any, objective: Mapping[str, Any], path: FieldPath
+) -> dict[str, Any]:
+    """A ``kind: histogram`` SLI from a ``thresholdMetric`` over a histogram's buckets.
+
+    The objective's ``op: lte`` and ``value`` are the threshold: a bucket counts the
+    observations at or under its boundary, which is what ``lte`` asks of each one.
+    """
+    query_path = (*path, *_QUERY_PATH)
+    metric, matchers = _query(threshold, path)
+    if not metric.endswith("_bucket") or any(m.label == "le" for m in matchers):
+        raise _OpenSLOError(
+            query_path,
+            f"{metric} is not a histogram's buckets; ouro-obs maps a thresholdMetric over "
+            "'<histogram>_bucket{...}' without le (the objective's value is the threshold)",
+        )
+    objective_path: FieldPath = ("spec", "objectives", 0)
+    if objective.get("op") != "lte":
+        raise _OpenSLOError(
+            (*objective_path, "op"),
+            f"{objective.get('op')!r} cannot be mapped; use lte: a histogram bucket counts "
+            "the observations at or under its boundary",
+        )
+    if "value" not in objective:
+        raise _OpenSLOError(objective_path, "needs the threshold as value, e.g. 'value: 0.25'")
+    sli: dict[str, Any] = {
+        "kind": "histogram",
+        "metric": metric,
+        "threshold": objective["value"],
+        "_paths": {"metric": query_path, "threshold": (*objective_path, "value")},
+    }
+    if matchers:
+        sli["selector"] = promql.selector(matchers)
+        sli["_paths"]["selector"] = query_path
     return sli
 
 
@@ -239,8 +281,15 @@ def _slo(document: Any, indicators: Mapping[str, Any]) -> tuple[dict[str, Any], 
     if spec.get("budgetingMethod", "Occurrences") != "Occurrences":
         raise _OpenSLOError(("spec", "budgetingMethod"), "only Occurrences is supported")
     indicator, indicator_path = _indicator(spec, indicators)
-    ratio = indicator.get("ratioMetric") if isinstance(indicator, dict) else None
-    sli = _sli_from_ratio(ratio, (*indicator_path, "ratioMetric"))
+    if isinstance(indicator, dict) and "thresholdMetric" in indicator:
+        objectives = spec.get("objectives")
+        first = objectives[0] if isinstance(objectives, list) and objectives else {}
+        sli = _sli_from_threshold(
+            indicator["thresholdMetric"], _dict(first), (*indicator_path, "thresholdMetric")
+        )
+    else:
+        ratio = indicator.get("ratioMetric") if isinstance(indicator, dict) else None
+        sli = _sli_from_ratio(ratio, (*indicator_path, "ratioMetric"))
     slo = {
         "name": metadata.get("name"),
         "objective": _objective(spec),
@@ -272,8 +321,13 @@ class _Native:
             issue = SpecIssue(format_path(error.path), error.message, _line(doc.lines, error.path))
             raise SpecError(source, [issue]) from None
         slo_path: FieldPath = ("slos", len(self.value["slos"]))
-        self.selectors.append(slo["sli"].pop("_selector"))
-        self.namespaces.append(slo["sli"].pop("_namespace"))
+        # Only the SLIs on the middleware's metrics say the service's selector.
+        if "_selector" in slo["sli"]:
+            self.selectors.append(slo["sli"].pop("_selector"))
+            self.namespaces.append(slo["sli"].pop("_namespace"))
+        for field_name, openslo_path in slo["sli"].pop("_paths", {}).items():
+            self.lines[(*slo_path, "sli", field_name)] = _line(doc.lines, openslo_path)
+            self.aliases[(*slo_path, "sli", field_name)] = format_path(openslo_path)
         self.value["slos"].append(slo)
         self.value.setdefault("service", service)
         self.lines[("service",)] = _line(doc.lines, ("spec", "service"))
@@ -303,9 +357,10 @@ class _Native:
             if any(item != found[0] for item in found):
                 message = f"every SLO must select the same series ({name})"
                 raise SpecError(source, [SpecIssue("", message, 1)])
-        if self.selectors[0] and self.selectors[0] != {"job": self.value.get("service")}:
-            self.value["selector"] = self.selectors[0]
-        if self.namespaces[0]:
+        selector = self.selectors[0] if self.selectors else {}
+        if selector and selector != {"job": self.value.get("service")}:
+            self.value["selector"] = selector
+        if self.namespaces and self.namespaces[0]:
             self.value["metrics_namespace"] = self.namespaces[0]
         if "runbook_base_url" not in self.value:
             issue = SpecIssue(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ouro_obs.slo.spec.environments import ENVIRONMENT_NAME_RE
+from ouro_obs.slo.spec.environments import ENVIRONMENT_NAME_RE, SHARED_DIRECTORIES
+from ouro_obs.slo.spec.grouping import grouping_schema
 from ouro_obs.slo.spec.model import (
     API_VERSION,
     DEFAULT_ERROR_STATUS_REGEX,
@@ -91,7 +92,56 @@ def _sli_schemas() -> list[dict[str, Any]]:
             **_filters_schema(),
         },
     )
-    return [availability, latency]
+    return [availability, latency, *_any_metric_sli_schemas()]
+
+
+_SELECTOR_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"^\s*[a-zA-Z_:][a-zA-Z0-9_:]*\s*(\{.*\})?\s*$",
+}
+
+
+def _any_metric_sli_schemas() -> list[dict[str, Any]]:
+    """``kind: ratio`` (errors or good over total) and ``kind: histogram``."""
+    counter = 'A PromQL series selector of a counter, e.g. queue_jobs_total{queue="mail"}.'
+    ratio_properties = {
+        "kind": {"const": "ratio"},
+        "errors": {**_SELECTOR_SCHEMA, "description": f"The bad events. {counter}"},
+        "good": {**_SELECTOR_SCHEMA, "description": f"The good events. {counter}"},
+        "total": {**_SELECTOR_SCHEMA, "description": f"All the events. {counter}"},
+    }
+    ratio = {
+        **_object(["kind", "total"], ratio_properties),
+        "oneOf": [{"required": ["errors"]}, {"required": ["good"]}],
+    }
+    histogram = _object(
+        ["kind", "metric", "threshold"],
+        {
+            "kind": {"const": "histogram"},
+            "metric": {
+                "type": "string",
+                "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+                "description": "The histogram's name (its _bucket and _count series).",
+            },
+            "threshold": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "description": "Observations above this bucket boundary (le) are bad.",
+            },
+            "selector": {
+                "type": "string",
+                "pattern": r"^\s*\{.*\}\s*$",
+                "description": 'Label matchers narrowing the histogram, e.g. {grpc_service="cart"}.',
+            },
+            "buckets": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "number"},
+                "description": "The histogram's bucket boundaries; the threshold must be one.",
+            },
+        },
+    )
+    return [ratio, histogram]
 
 
 def _slo_schema() -> dict[str, Any]:
@@ -114,6 +164,7 @@ def _slo_schema() -> dict[str, Any]:
             },
             "sli": {"oneOf": _sli_schemas()},
             "alerting": slo_alerting_schema(),
+            **grouping_schema(),
         },
     )
 
@@ -129,6 +180,18 @@ def _service_properties() -> dict[str, Any]:
             "description": "Label matchers for the service's series (default job=<service>).",
         },
         "metrics_namespace": {"type": "string"},
+        "metrics": _object(
+            [],
+            {
+                "naming": {
+                    "enum": ["prometheus", "opentelemetry"],
+                    "default": "prometheus",
+                    "description": "How the service's metrics are named: the middleware's "
+                    "Prometheus backend, or its OpenTelemetry one (semantic-convention names "
+                    "scraped through opentelemetry-exporter-prometheus).",
+                }
+            },
+        ),
         "labels": {**_LABEL_MAP_SCHEMA, "description": "Labels on every alert."},
         "runbook_base_url": {"type": "string", "pattern": "^https?://"},
         "grafana_url": {"type": "string", "pattern": "^https?://"},
@@ -153,7 +216,11 @@ def _environment_schema() -> dict[str, Any]:
         **_object(
             ["name", "selector"],
             {
-                "name": {"type": "string", "pattern": f"^{ENVIRONMENT_NAME_RE.pattern}$"},
+                "name": {
+                    "type": "string",
+                    "pattern": f"^{ENVIRONMENT_NAME_RE.pattern}$",
+                    "not": {"enum": sorted(SHARED_DIRECTORIES)},
+                },
                 "selector": {
                     **_LABEL_MAP_SCHEMA,
                     "minProperties": 1,

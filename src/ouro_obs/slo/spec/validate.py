@@ -12,13 +12,20 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from ouro_obs.slo.conventions import INFO_LABELS, SERVICE_LABEL, SLO_LABEL, URGENCY_LABEL
+from ouro_obs.slo.conventions import (
+    INFO_LABELS,
+    METRIC_NAMINGS,
+    SERVICE_LABEL,
+    SLO_LABEL,
+    URGENCY_LABEL,
+)
 from ouro_obs.slo.spec import model
 from ouro_obs.slo.spec.checker import Checker, describe, slug
 from ouro_obs.slo.spec.environments import check_environments
 from ouro_obs.slo.spec.errors import FieldPath, SpecError
 from ouro_obs.slo.spec.model import ServiceSpec
 from ouro_obs.slo.spec.validate_alerting import check_alertmanager, check_service_alerting
+from ouro_obs.slo.spec.validate_sli import check_scoping_labels
 from ouro_obs.slo.spec.validate_slos import SLO_REQUIRED_HINTS, check_slos
 from ouro_obs.slo.spec.yaml_lines import Document
 
@@ -35,7 +42,17 @@ RESERVED_RULE_LABELS = frozenset(
     {SERVICE_LABEL, SLO_LABEL, URGENCY_LABEL, "alertname", model.ENVIRONMENT_LABEL, *INFO_LABELS}
 )
 #: Labels the SLI queries set from the SLI fields; the selector may not use them.
-RESERVED_SELECTOR_LABELS = ("__name__", "method", "route", "status", "le")
+RESERVED_SELECTOR_LABELS = (
+    "__name__",
+    "method",
+    "route",
+    "status",
+    "le",
+    # ... and what they are called in the OpenTelemetry naming.
+    "http_request_method",
+    "http_route",
+    "http_response_status_code",
+)
 
 _TOP_FIELDS = (
     "apiVersion",
@@ -44,6 +61,7 @@ _TOP_FIELDS = (
     "namespace",
     "selector",
     "metrics_namespace",
+    "metrics",
     "labels",
     "runbook_base_url",
     "grafana_url",
@@ -159,6 +177,62 @@ def _metrics_namespace(checker: Checker, top: dict[str, Any]) -> str:
     )
 
 
+def _metrics(checker: Checker, top: dict[str, Any], metrics_namespace: str) -> model.MetricsSpec:
+    """``metrics: {naming: prometheus | opentelemetry}``: which names the rules query."""
+    if top.get("metrics") is None:
+        return model.MetricsSpec()
+    fields = checker.mapping(("metrics",), top["metrics"], ("naming",), what="a mapping")
+    if fields is None or "naming" not in fields:
+        return model.MetricsSpec()
+    naming = fields["naming"]
+    if naming not in METRIC_NAMINGS:
+        checker.error(
+            ("metrics", "naming"),
+            f"{describe(naming)} is not a naming; use prometheus (the middleware's default "
+            "metrics) or opentelemetry (metrics_backend: opentelemetry, scraped through "
+            "opentelemetry-exporter-prometheus)",
+        )
+        return model.MetricsSpec()
+    if naming == "opentelemetry" and metrics_namespace:
+        checker.error(
+            ("metrics", "naming"),
+            "opentelemetry names are the semantic conventions' and take no metrics_namespace; "
+            "remove metrics_namespace (tell services apart with the selector)",
+        )
+    return model.MetricsSpec(naming=naming)
+
+
+#: The labels of the HTTP metrics in the Prometheus naming, and what the OpenTelemetry
+#: naming calls them.
+_OTEL_LABELS = {
+    "method": "http_request_method",
+    "route": "http_route",
+    "status": "http_response_status_code",
+}
+
+
+def _check_group_labels(
+    checker: Checker, metrics: model.MetricsSpec, slos: Iterable[model.SLOSpec]
+) -> None:
+    """An OpenTelemetry-named service has no ``route`` label: group by ``http_route``."""
+    if metrics.naming != "opentelemetry":
+        return
+    for index, slo in enumerate(slos):
+        for label in slo.group_by:
+            if label in _OTEL_LABELS:
+                checker.error(
+                    ("slos", index, "group_by"),
+                    f"{label!r} is called {_OTEL_LABELS[label]!r} in the opentelemetry "
+                    f"naming (metrics.naming); group by {_OTEL_LABELS[label]!r}",
+                )
+            elif label == _OTEL_LABELS["status"]:
+                checker.error(
+                    ("slos", index, "group_by"),
+                    f"{label!r} cannot be a group label (it tells good from bad); group by "
+                    "http_route, http_request_method or a label of your own",
+                )
+
+
 def _rule_label_map(checker: Checker, top: dict[str, Any], key: str) -> dict[str, str]:
     return checker.string_map(
         (key,),
@@ -220,6 +294,7 @@ def _service_spec(checker: Checker, value: Any) -> ServiceSpec | None:
         checker, service, base, top.get("environments"), selector_label
     )
     metrics_namespace = _metrics_namespace(checker, top)
+    metrics = _metrics(checker, top, metrics_namespace)
     labels = _rule_label_map(checker, top, "labels")
     routing = _routing(checker, top)
     min_requests = _page_min_requests(checker, top)
@@ -236,6 +311,10 @@ def _service_spec(checker: Checker, value: Any) -> ServiceSpec | None:
     )
     grafana = _url(checker, ("grafana_url",), top["grafana_url"]) if top.get("grafana_url") else ""
     slos = check_slos(checker, service, top["slos"]) if "slos" in top else ()
+    _check_group_labels(checker, metrics, slos)
+    if isinstance(top.get("slos"), list) and len(slos) == len(top["slos"]):
+        scoping = {label for environment in environments for label in environment.selector}
+        check_scoping_labels(checker, slos, scoping)
     alerting = check_service_alerting(checker, top.get("alerting"))
     alertmanager = check_alertmanager(checker, top.get("alertmanager"))
     if checker.issues or service is None:
@@ -245,6 +324,7 @@ def _service_spec(checker: Checker, value: Any) -> ServiceSpec | None:
         slos=slos,
         selector=selector,
         metrics_namespace=metrics_namespace,
+        metrics=metrics,
         labels=labels,
         runbook_base_url=runbook,
         grafana_url=grafana,

@@ -11,8 +11,15 @@ from ouro_obs.slo.conventions import alert_name_stem
 from ouro_obs.slo.spec import model
 from ouro_obs.slo.spec.checker import Checker, describe, slug
 from ouro_obs.slo.spec.errors import FieldPath
+from ouro_obs.slo.spec.grouping import check_grouping
 from ouro_obs.slo.spec.model import SLI, AvailabilitySLI, LatencySLI, SLOSpec
 from ouro_obs.slo.spec.validate_alerting import check_slo_alerting
+from ouro_obs.slo.spec.validate_sli import (
+    HISTOGRAM_FIELDS,
+    RATIO_FIELDS,
+    check_histogram,
+    check_ratio,
+)
 
 __all__ = [
     "FASTEST_BURN_FACTOR",
@@ -37,7 +44,16 @@ MIN_OBJECTIVE = Decimal(100) - Decimal(100) / FASTEST_BURN_FACTOR
 #: The lowest objective with two decimals that still leaves the fast page able to fire.
 MIN_OBJECTIVE_HINT = MIN_OBJECTIVE.quantize(Decimal("0.01"), rounding=ROUND_CEILING)
 
-_SLO_FIELDS = ("name", "description", "objective", "window", "sli", "alerting")
+_SLO_FIELDS = (
+    "name",
+    "description",
+    "objective",
+    "window",
+    "sli",
+    "alerting",
+    "group_by",
+    "max_groups",
+)
 _AVAILABILITY_FIELDS = ("kind", "error_status_regex", "routes", "methods")
 _LATENCY_FIELDS = ("kind", "threshold_seconds", "routes", "methods")
 
@@ -45,8 +61,10 @@ SLO_REQUIRED_HINTS = {
     "name": "add a name, e.g. 'name: availability'",
     "objective": "add the target in percent, e.g. 'objective: 99.9'",
     "sli": "add 'sli: {kind: availability}' or 'sli: {kind: latency, threshold_seconds: 0.5}'",
-    "kind": "add 'kind: availability' or 'kind: latency'",
+    "kind": "add 'kind: availability', 'kind: latency', 'kind: ratio' or 'kind: histogram'",
     "threshold_seconds": "add a histogram bucket boundary in seconds, e.g. 'threshold_seconds: 0.5'",
+    "metric": "add the histogram's name, e.g. 'metric: grpc_server_handling_seconds'",
+    "threshold": "add a bucket boundary of the histogram, e.g. 'threshold: 0.25'",
 }
 
 
@@ -223,7 +241,18 @@ def _sli(checker: Checker, path: FieldPath, value: Any) -> SLI | None:
         return _availability(checker, path, value)
     if kind == "latency":
         return _latency(checker, path, value)
-    checker.error((*path, "kind"), f"{kind!r} is not an SLI kind; use availability or latency")
+    if kind == "ratio":
+        ratio_map = checker.mapping(path, value, RATIO_FIELDS)
+        return None if ratio_map is None else check_ratio(checker, path, ratio_map)
+    if kind == "histogram":
+        histogram_map = checker.mapping(
+            path, value, HISTOGRAM_FIELDS, required=("metric", "threshold")
+        )
+        return None if histogram_map is None else check_histogram(checker, path, histogram_map)
+    checker.error(
+        (*path, "kind"),
+        f"{kind!r} is not an SLI kind; use availability, latency, ratio or histogram",
+    )
     return None
 
 
@@ -251,9 +280,11 @@ def _slo(checker: Checker, path: FieldPath, value: Any) -> SLOSpec | None:
         description = checker.string((*path, "description"), slo_map["description"]) or ""
     sli = _sli(checker, (*path, "sli"), slo_map["sli"]) if "sli" in slo_map else None
     alerting = check_slo_alerting(checker, (*path, "alerting"), slo_map.get("alerting"))
-    if name is None or objective is None or window is None or sli is None:
+    grouping = check_grouping(checker, path, slo_map)
+    if name is None or objective is None or window is None or sli is None or grouping is None:
         return None
-    return SLOSpec(name, objective, window, sli, description, alerting)
+    group_by, max_groups = grouping
+    return SLOSpec(name, objective, window, sli, description, alerting, group_by, max_groups)
 
 
 def check_slos(checker: Checker, service: str | None, value: Any) -> tuple[SLOSpec, ...]:
