@@ -36,6 +36,7 @@ __all__ = [
     "FULL_STACK_VARIANTS",
     "METRICS_VARIANTS",
     "ONE_LINE_VARIANTS",
+    "OTEL_METRICS_VARIANTS",
     "REQUEST_PATHS",
     "Recorded",
     "Variant",
@@ -307,6 +308,62 @@ def otel_asgi() -> ASGIApp:
     return app
 
 
+# -- OpenTelemetry metrics: ours vs OpenTelemetry's middleware, both scraped the same way ---
+
+
+def _families_counted(registry: CollectorRegistry, *names: str) -> Callable[[], Recorded]:
+    """Requests counted by the ``_count`` samples of the named histogram families."""
+
+    def count() -> Recorded:
+        total = sum(
+            sample.value
+            for family in registry.collect()
+            if family.name in names
+            for sample in family.samples
+            if sample.name.endswith("_count")
+        )
+        return {"requests counted": int(total)}
+
+    return count
+
+
+def ouro_obs_otel_metrics() -> ASGIApp:
+    """ouro-obs with ``metrics_backend="opentelemetry"``, metrics only: its own
+    MeterProvider, read by opentelemetry-exporter-prometheus on a registry of its own."""
+    from ouro_obs import ObservabilityMiddleware  # noqa: PLC0415
+
+    registry = CollectorRegistry()
+    app = _fastapi(_families_counted(registry, "http_server_request_duration_seconds"))
+    app.add_middleware(
+        ObservabilityMiddleware,
+        registry=registry,
+        metrics_backend="opentelemetry",
+        access_log=False,
+        tracing=False,
+        request_id_header="",
+    )
+    return app
+
+
+def otel_asgi_metrics() -> ASGIApp:
+    """opentelemetry-instrumentation-asgi recording its own HTTP metrics on an SDK
+    MeterProvider (the same exporter-prometheus reader), spans to the no-op provider."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader  # noqa: PLC0415
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware  # noqa: PLC0415
+    from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
+    from opentelemetry.trace import NoOpTracerProvider  # noqa: PLC0415
+
+    registry = CollectorRegistry()
+    meters = MeterProvider(metric_readers=[PrometheusMetricReader(registry=registry)])
+    # Its default (pre-stable) semantic conventions: http.server.duration in milliseconds.
+    families = ("http_server_duration_milliseconds", "http_server_request_duration_seconds")
+    app = _fastapi(_families_counted(registry, *families))
+    app.add_middleware(
+        OpenTelemetryMiddleware, tracer_provider=NoOpTracerProvider(), meter_provider=meters
+    )
+    return app
+
+
 # -- the catalogue ----------------------------------------------------------------------
 
 
@@ -375,8 +432,27 @@ FULL_STACK_VARIANTS: tuple[Variant, ...] = (
 )
 
 
+OTEL_METRICS_VARIANTS: tuple[Variant, ...] = (
+    METRICS_VARIANTS[0],
+    METRICS_VARIANTS[1],
+    Variant(
+        "ouro-obs otel metrics",
+        ouro_obs_otel_metrics,
+        'ObservabilityMiddleware, metrics_backend="opentelemetry", metrics only',
+        _factory(ouro_obs_otel_metrics),
+    ),
+    Variant(
+        "otel-asgi metrics",
+        otel_asgi_metrics,
+        "OpenTelemetryMiddleware's own metrics on an SDK MeterProvider, no-op tracing",
+        _factory(otel_asgi_metrics),
+    ),
+)
+
+
 def variant_named(name: str) -> Variant:
-    for variant in METRICS_VARIANTS + ONE_LINE_VARIANTS + FULL_STACK_VARIANTS:
+    every = METRICS_VARIANTS + ONE_LINE_VARIANTS + FULL_STACK_VARIANTS + OTEL_METRICS_VARIANTS
+    for variant in every:
         if variant.name == name:
             return variant
     known = ", ".join(v.name for v in METRICS_VARIANTS + FULL_STACK_VARIANTS)

@@ -31,6 +31,7 @@ from benchmarks.tables import Table, ratio, verdict
 __all__ = ["collected_instructions", "drive_one", "run_instructions"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+_INSTRUMENTATOR = "instrumentator"
 
 
 def collected_instructions(stderr: str) -> int:
@@ -123,6 +124,12 @@ def run_instructions(
             f"Goal (at most a third of the fastest peer's): {verdict(ours <= fastest / 3)} "
             f"({ratio(ours, fastest)} of it)."
         )
+        if _INSTRUMENTATOR in peers:  # issue 16's target for the metrics
+            instrumentator = peers[_INSTRUMENTATOR]
+            table.notes.append(
+                "Target (at most an eighth of prometheus-fastapi-instrumentator's): "
+                f"{verdict(ours <= instrumentator / 8)} ({ratio(ours, instrumentator)} of it)."
+            )
     return table
 
 

@@ -8,6 +8,7 @@
     .venv/bin/python -m benchmarks.overhead --mode servers       # uvicorn (h11, uvloop), gunicorn + wrk
     .venv/bin/python -m benchmarks.overhead --mode exposition    # /metrics size and render time
     .venv/bin/python -m benchmarks.overhead --mode sidecar       # wrk on nginx, direct and through it
+    .venv/bin/python -m benchmarks.overhead --mode options       # each issue-13 option vs off, callgrind
 
 Modes:
 
@@ -38,6 +39,12 @@ Modes:
     per sample line; then multiprocess aggregation with gunicorn and 4 workers.
 ``sidecar``
     What going through ``ouro-obs sidecar`` costs (benchmarks/sidecar_bench.py).
+``options``
+    What each option of issue 13 costs against its off state, in callgrind instructions
+    per request, all variants in one valgrind process (benchmarks/options.py): route
+    resolution of a request answered before routing, static and request labels,
+    exclusions, the status-class label, buckets of a route's own, the in-flight gauge by
+    route (``--instructions-requests`` and ``--warmup`` size it).
 
 Every mode checks that each variant recorded every request it served (counted requests,
 access lines, spans) and fails instead of printing figures when one did not. Every table
@@ -58,6 +65,7 @@ from benchmarks.apps import (
     FULL_STACK_VARIANTS,
     METRICS_VARIANTS,
     ONE_LINE_VARIANTS,
+    OTEL_METRICS_VARIANTS,
     full_stack_pending,
 )
 from benchmarks.inprocess import OURS_FULL, full_stack_table, in_process_table, run_in_process
@@ -67,7 +75,7 @@ from benchmarks.wrk import LoadSettings
 __all__ = ["MODES", "main"]
 
 #: Every mode, in the order a run prints them; the default is the first four.
-MODES = ("inprocess", "fullstack", "servers", "exposition", "instructions", "sidecar")
+MODES = ("inprocess", "fullstack", "servers", "exposition", "instructions", "sidecar", "options")
 
 
 def _progress(message: str) -> None:
@@ -109,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     inprocess.add_argument(
         "--instructions-variants",
-        choices=("metrics", "oneline", "fullstack"),
+        choices=("metrics", "oneline", "fullstack", "otelmetrics"),
         default="metrics",
         help="which in-process variants callgrind counts",
     )
@@ -198,8 +206,9 @@ def _instructions(args: argparse.Namespace) -> list[Table]:
         "metrics": METRICS_VARIANTS,
         "oneline": ONE_LINE_VARIANTS,
         "fullstack": FULL_STACK_VARIANTS,
+        "otelmetrics": OTEL_METRICS_VARIANTS,
     }[args.instructions_variants]
-    judged = args.instructions_variants != "oneline"
+    judged = args.instructions_variants not in {"oneline", "otelmetrics"}
     return [
         run_instructions(
             variants, args.instructions_requests, args.warmup, _progress, peers_judged=judged
@@ -216,6 +225,13 @@ def _sidecar(args: argparse.Namespace) -> list[Table]:
     return [sidecar_bench.run(sidecar_bench.SidecarSettings(load))]
 
 
+def _options(args: argparse.Namespace) -> list[Table]:
+    from benchmarks import options  # noqa: PLC0415
+
+    result = options.run_options(args.instructions_requests, args.warmup, progress=_progress)
+    return [options.options_table(result)]
+
+
 _RUNNERS: dict[str, Callable[[argparse.Namespace], list[Table]]] = {
     "inprocess": _in_process,
     "fullstack": _full_stack,
@@ -223,6 +239,7 @@ _RUNNERS: dict[str, Callable[[argparse.Namespace], list[Table]]] = {
     "exposition": _exposition,
     "instructions": _instructions,
     "sidecar": _sidecar,
+    "options": _options,
 }
 
 

@@ -21,6 +21,7 @@ import json
 import random
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from opentelemetry.sdk.metrics import MeterProvider
@@ -131,8 +132,10 @@ def _fastapi_endpoint(template: str) -> Callable[..., Awaitable[Response]]:
     return endpoint
 
 
-def fastapi_shop() -> FastAPI:
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+def fastapi_shop(telemetry: dict[str, Any] | None = None) -> FastAPI:
+    """The shop on FastAPI; ``telemetry`` is FastAPI's own (default: FastAPI's default)."""
+    options: dict[str, Any] = {} if telemetry is None else {"telemetry": telemetry}
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, **options)
     top, under = _split(SHOP_ROUTES)
     for template in top:
         app.get(template)(_fastapi_endpoint(template))
@@ -201,6 +204,10 @@ def ouro_obs_full_fastapi() -> Served:
 
     Metrics, one JSON access line per request to stdout, and a span per sampled request
     exported over OTLP/HTTP (protobuf) to the ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``.
+    FastAPI's own tracing is off, as docs/logs-and-traces.md says to do for ouro-obs's
+    span: left on, it sees the global provider ``configure_tracing()`` installs and makes
+    the SERVER span and four operation spans per request itself (the middleware then
+    reuses its server span), which measures FastAPI's tracing, not ouro-obs's.
     """
     from ouro_obs import (  # noqa: PLC0415
         ObservabilityMiddleware,
@@ -213,7 +220,7 @@ def ouro_obs_full_fastapi() -> Served:
     registry = CollectorRegistry()
     configure_logging(settings, log_format="json")
     provider = configure_tracing(settings, registry=registry)
-    app = fastapi_shop()
+    app = fastapi_shop(telemetry={"tracing": False})
     app.add_middleware(
         ObservabilityMiddleware, settings, registry=registry, tracer_provider=provider
     )

@@ -3,15 +3,19 @@
 Written through the app's structlog configuration when it has one. When the app configured
 nothing, structlog's default would render it with its console renderer (colours, padding:
 most of the line's cost); the line is then written as :class:`JsonAccessLines` instead,
-the JSON line ``configure_logging(log_format="json")`` writes, on stdout.
+the JSON line ``configure_logging(log_format="json")`` writes, on stdout. When the app
+configured that JSON chain itself, the line is written the same way, on its stream: the
+same text without structlog's dispatch through ten processors.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import sys
-import threading
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Set as AbstractSet
+from json.encoder import encode_basestring_ascii
 from typing import Any, Final, TextIO
 
 import structlog
@@ -19,6 +23,7 @@ from structlog.contextvars import merge_contextvars
 
 from ouro_obs.asgi.record import RequestRecord
 from ouro_obs.config import ObservabilitySettings
+from ouro_obs.logs.configure import configured_json_stream
 from ouro_obs.logs.processors import BoundValues, JsonLines, RedactSecrets, UtcTimestamp, safe_text
 from ouro_obs.logs.redaction import query_names, redact_query
 
@@ -27,6 +32,28 @@ __all__ = ["ACCESS_LOGGER_NAME", "AccessLog", "JsonAccessLines"]
 ACCESS_LOGGER_NAME: Final = "ouro_obs.access"
 #: Recorded statuses from which the line is written at ``error`` level.
 _ERROR_STATUS = 500
+#: The keys every line starts with; a context variable of the same name is not written.
+_HEAD_KEYS = frozenset({"timestamp", "level", "logger", "event"})
+#: The keys of every access line's fields, and with a query.
+_FIELDS = frozenset(
+    {
+        "method",
+        "route",
+        "path",
+        "status",
+        "duration_ms",
+        "request_bytes",
+        "response_bytes",
+        "client",
+        "user_agent",
+        "request_id",
+        "trace_id",
+        "span_id",
+    }
+)
+_FIELDS_AND_QUERY = _FIELDS | {"query"}
+#: A string as the JSON encoder writes it: quoted, ASCII-only, escaped (its C escaper).
+_quote: Callable[[str], str] = encode_basestring_ascii
 
 
 class JsonAccessLines:
@@ -35,19 +62,39 @@ class JsonAccessLines:
     The same keys in the same order (timestamp, level, logger, event, the fields, then
     the structlog context variables), redacted and bounded as that chain would, one line
     per call, flushed like structlog's own writers, without structlog's dispatch. A
-    drop-in for the access line's logger: only ``info`` and ``error`` are called.
+    drop-in for the access line's logger: only ``info`` and ``error`` are called, with
+    fields other than the four well-known keys.
 
     The fields are :class:`AccessLog`'s, plain values: only their strings are checked
     (secret query parameters, length); the context variables, which can be anything,
     go through the whole :class:`~ouro_obs.logs.processors.RedactSecrets` and
     :class:`~ouro_obs.logs.processors.BoundValues`.
+
+    The line is written field by field, not built as a dict and encoded: that measured
+    77,000 instructions per line (callgrind), most of the one-line default's cost. Each
+    value is written as the JSON encoder would write it (strings through its own C
+    escaper), so the text is the same.
     """
 
-    __slots__ = ("_bound", "_encode", "_limit", "_lock", "_redact", "_stream", "_timestamp")
+    __slots__ = (
+        "_bound",
+        "_encode",
+        "_limit",
+        "_redact",
+        "_timestamp",
+        "_writer",
+        "error_enabled",
+        "info_enabled",
+    )
 
-    def __init__(self, stream: TextIO, settings: ObservabilitySettings) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
+    def __init__(
+        self, stream: TextIO, settings: ObservabilitySettings, *, level: int = logging.NOTSET
+    ) -> None:
+        #: structlog's writer: its lock of ``stream`` keeps its lines and these apart.
+        self._writer = structlog.WriteLogger(stream)
+        #: Whether lines of each level are written (``level``: the lowest one that is).
+        self.info_enabled = level <= logging.INFO
+        self.error_enabled = level <= logging.ERROR
         self._timestamp = UtcTimestamp()
         self._redact = RedactSecrets(settings.redact_headers, settings.redact_query_params)
         self._limit = settings.log_max_field_length
@@ -55,34 +102,66 @@ class JsonAccessLines:
         self._encode = JsonLines().encode
 
     def info(self, event: str, **fields: Any) -> None:
-        self.write("info", event, fields)
+        if self.info_enabled:
+            self.write("info", event, fields)
 
     def error(self, event: str, **fields: Any) -> None:
-        self.write("error", event, fields)
+        if self.error_enabled:
+            self.write("error", event, fields)
 
     def write(self, level: str, event: str, fields: Mapping[str, Any]) -> None:
         """One line: the well-known keys first, then ``fields``, then the context variables."""
-        line: dict[str, Any] = {
-            "timestamp": self._timestamp.now(),
-            "level": level,
-            "logger": ACCESS_LOGGER_NAME,
-            "event": event,
-        }
-        line.update(fields)
+        self.write_text(self.render(level, event, fields))
+
+    def write_text(self, line: str) -> None:
+        """Write one rendered line (:meth:`render`'s text) and its newline, and flush."""
+        self._writer.msg(line)
+
+    def render(self, level: str, event: str, fields: Mapping[str, Any]) -> str:
+        """The line :meth:`write` writes, without its newline."""
+        quote = _quote
         limit = self._limit
-        for key, value in line.items():
-            if type(value) is str and ("=" in value or len(value) > limit):
-                line[key] = self._bound.bounded(self._redact.redacted_text(value))
+        parts = [self.line_start(level, event)]
+        append = parts.append
+        for key, value in fields.items():
+            kind = type(value)
+            if kind is str:
+                text = self.checked(value) if "=" in value or len(value) > limit else value
+                append(f",{quote(key)}:{quote(text)}")
+            elif value is None:
+                append(f",{quote(key)}:null")
+            elif kind is int:
+                append(f",{quote(key)}:{int.__repr__(value)}")
+            else:  # floats (NaN, infinities), and anything else, as the encoder writes them
+                append(f",{quote(key)}:{self._encode(value)}")
         context: MutableMapping[str, Any] = merge_contextvars(None, level, {})
-        if context.keys() - line.keys():
-            for key in line.keys() & context.keys():
-                del context[key]
-            line.update(self._bound(None, level, self._redact(None, level, context)))
-        text = self._encode(line) + "\n"
-        stream = self._stream
-        with self._lock:
-            stream.write(text)
-            stream.flush()
+        append(self.line_end(level, context, fields.keys()) if context else "}")
+        return "".join(parts)
+
+    def line_start(self, level: str, event: str) -> str:
+        """The line's opening brace and its four well-known keys."""
+        return (
+            f'{{"timestamp":"{self._timestamp.now()}","level":{_quote(level)},'
+            f'"logger":"{ACCESS_LOGGER_NAME}","event":{_quote(event)}'
+        )
+
+    def checked(self, value: str) -> str:
+        """A field's text with secret query parameters redacted, cut to the length limit."""
+        if "=" in value or len(value) > self._limit:
+            return self._bound.bounded(self._redact.redacted_text(value))
+        return value
+
+    def line_end(self, level: str, context: Mapping[str, Any], written: AbstractSet[str]) -> str:
+        """The context variables not ``written`` already, redacted and bounded, and ``}``."""
+        extra = {
+            key: value
+            for key, value in context.items()
+            if key not in written and key not in _HEAD_KEYS
+        }
+        if not extra:
+            return "}"
+        extra = self._bound(None, level, self._redact(None, level, extra))
+        return f",{self._encode(extra)[1:]}"
 
 
 class AccessLog:
@@ -107,7 +186,8 @@ class AccessLog:
         """This access log with the logger it writes to decided, once.
 
         The default logger becomes :class:`JsonAccessLines` when the app configured no
-        structlog, else the ``ouro_obs.access`` structlog logger; a lazy structlog proxy
+        structlog or configured it with ``configure_logging``'s JSON lines (the same line,
+        on its stream, at its level), else the ``ouro_obs.access`` structlog logger; a lazy structlog proxy
         is swapped for the logger it stands for. Call it once logging is configured (at
         the first request), not per line.
         """
@@ -115,6 +195,10 @@ class AccessLog:
         if logger is None:
             if not structlog.is_configured():
                 return self._with_logger(JsonAccessLines(sys.stdout, self._settings))
+            configured = configured_json_stream()
+            if configured is not None:  # configure_logging's JSON lines: the same, directly
+                stream, settings, level = configured
+                return self._with_logger(JsonAccessLines(stream, settings, level=level))
             logger = structlog.get_logger(ACCESS_LOGGER_NAME)
         bind = getattr(logger, "bind", None)
         return self._with_logger(bind() if callable(bind) else logger)
@@ -130,6 +214,18 @@ class AccessLog:
         return resolved
 
     def record(self, record: RequestRecord) -> None:
+        logger = self._logger
+        if type(logger) is JsonAccessLines:
+            if logger.error_enabled if record.status >= _ERROR_STATUS else logger.info_enabled:
+                logger.write_text(self._json_line(record, logger))
+            return
+        fields = self._fields(record)
+        if record.status >= _ERROR_STATUS:
+            logger.error("request", **fields)
+        else:
+            logger.info("request", **fields)
+
+    def _fields(self, record: RequestRecord) -> dict[str, Any]:
         limit = self._limit
         scope = record.scope
         client = scope.get("client")
@@ -158,7 +254,52 @@ class AccessLog:
             )
         if record.error is not None:
             fields["error"] = record.error_type
-        if record.status >= _ERROR_STATUS:
-            self._logger.error("request", **fields)
-        else:
-            self._logger.info("request", **fields)
+        return fields
+
+    def _json_line(self, record: RequestRecord, lines: JsonAccessLines) -> str:
+        """``lines.render(level, "request", self._fields(record))``, the same text, written
+        in one piece: the method, request id and span ids need no escaping (they are made
+        of safe characters), so the dict, the loop and their quoting are skipped. It
+        measured a third of the generic line's instructions.
+        """
+        limit = self._limit
+        quote = _quote
+        checked = lines.checked
+        scope = record.scope
+        status = record.status
+        level = "error" if status >= _ERROR_STATUS else "info"
+        client = scope.get("client")
+        user_agent = record.user_agent
+        request_id = record.request_id
+        span_ids = record.span_ids
+        path = safe_text(scope["path"], limit)
+        if "=" in path:
+            path = checked(path)
+        client_json = "null" if not client else quote(checked(safe_text(str(client[0]), limit)))
+        agent_json = "null"
+        if user_agent is not None:
+            agent_json = quote(checked(safe_text(user_agent.decode("latin-1"), limit)))
+        ids_json = '"trace_id":null,"span_id":null'
+        if span_ids is not None:
+            ids_json = f'"trace_id":"{span_ids.trace_id}","span_id":"{span_ids.span_id}"'
+        duration_ms = round((record.end_time - record.start_time) * 1000.0, 3)
+        parts = [
+            f"{lines.line_start(level, 'request')},"
+            f'"method":"{record.method}","route":{quote(checked(record.route))},'
+            f'"path":{quote(path)},"status":{status},"duration_ms":{duration_ms!r},'
+            f'"request_bytes":{record.request_bytes},"response_bytes":{record.response_bytes},'
+            f'"client":{client_json},"user_agent":{agent_json},'
+            f'"request_id":{"null" if request_id is None else quote(request_id)},{ids_json}'
+        ]
+        written = _FIELDS
+        query: bytes = scope.get("query_string", b"")
+        if query:
+            text = safe_text(redact_query(query.decode("latin-1"), self._query_names), limit)
+            parts.append(f',"query":{quote(checked(text))}')
+            written = _FIELDS_AND_QUERY
+        if record.error is not None:
+            parts.append(f',"error":{quote(checked(record.error_type or ""))}')
+            written = written | {"error"}
+        context: MutableMapping[str, Any] = merge_contextvars(None, level, {})
+        parts.append(lines.line_end(level, context, written) if context.keys() - written else "}")
+        return "".join(parts)

@@ -19,7 +19,7 @@ import structlog
 from ouro_obs.config import ObservabilitySettings
 from ouro_obs.logs.processors import JsonLines, Processor, shared_processors
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "configured_json_stream"]
 
 #: Loggers that servers configure with their own handlers; their lines join ours.
 _SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn", "gunicorn.error")
@@ -56,6 +56,24 @@ class _RenderingHandler(logging.Handler):
             self._writer.msg(self.format(record))
         except Exception:
             self.handleError(record)
+
+
+#: What the last JSON configuration installed: its processor list (to tell that it is still
+#: structlog's), its stream, settings and level; None after a console one.
+_json_configuration: tuple[list[Processor], TextIO, ObservabilitySettings, int] | None = None
+
+
+def configured_json_stream() -> tuple[TextIO, ObservabilitySettings, int] | None:
+    """The stream, settings and numeric level of ``configure_logging``'s JSON lines, if
+    structlog still runs the chain it installed (not one configured since); else None.
+
+    The access line is then written straight to that stream, as that chain would write it
+    (see :class:`~ouro_obs.logs.access.JsonAccessLines`), without structlog's dispatch.
+    """
+    installed = _json_configuration
+    if installed is None or structlog.get_config()["processors"] is not installed[0]:
+        return None
+    return installed[1:]
 
 
 def _drop_server_extras(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
@@ -104,8 +122,11 @@ def configure_logging(
     renderer = _renderer(console, stream)
     numeric_level = logging.getLevelNamesMapping()[level_name.upper()]
 
+    global _json_configuration  # noqa: PLW0603 - one process, one logging configuration
+    processors = [*chain, renderer]
+    _json_configuration = None if console else (processors, stream, settings, numeric_level)
     structlog.configure(
-        processors=[*chain, renderer],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=_WriteLoggerFactory(stream),
         cache_logger_on_first_use=True,
