@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import io
+import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,21 @@ def test_the_demo_runs_the_shop_it_ships_which_is_the_checkouts_example() -> Non
     shipped, example = shop_directory(), REPO_ROOT / "examples" / "shop"
     for name in ("app.py", "slo.yaml", "locustfile.py"):
         assert (shipped / name).read_bytes() == (example / name).read_bytes()
-    assert importlib.import_module("ouro_obs.demo.shop.app").app is not None
+    # In a process of its own: importing the shop configures this process's logging and
+    # its global tracer provider, which the tests after this one would inherit.
+    imported = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import ouro_obs.demo.shop.app as shop; print(type(shop.app).__name__)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "OTEL_TRACES_EXPORTER": "none"},
+        check=False,
+    )
+    assert (imported.returncode, imported.stdout.strip()) == (0, "FastAPI"), imported.stderr
 
 
 def test_the_compressed_spec_pages_on_minute_windows_with_the_same_burn_factor(

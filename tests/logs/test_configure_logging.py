@@ -54,7 +54,9 @@ def test_uvicorn_lines_join_the_stream_and_its_access_log_is_silenced(
     restore_logging: None,
 ) -> None:
     uvicorn_error = logging.getLogger("uvicorn.error")
-    uvicorn_error.addHandler(logging.StreamHandler(io.StringIO()))  # as uvicorn's dictConfig does
+    # As uvicorn's dictConfig does (an earlier in-process server may have left another level).
+    uvicorn_error.addHandler(logging.StreamHandler(io.StringIO()))
+    uvicorn_error.setLevel(logging.INFO)
     logging.getLogger("uvicorn").propagate = False
     capture = capture_logs()
     uvicorn_error.info("Started server process")
