@@ -9,13 +9,21 @@ settings object is built (see :func:`multiprocess_dir_from_environment`).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ouro_obs.config import parsing
+from ouro_obs.config.values import (
+    LABEL_SOURCES,
+    ConfigError,
+    RequestLabel,
+    check_label_name,
+    checked_route_buckets,
+    frozen,
+)
 from ouro_obs.contract import DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS
 
 __all__ = [
@@ -60,73 +68,8 @@ class _DefaultMetricsPath(str):
 _DEFAULT_METRICS_PATH = _DefaultMetricsPath("/metrics")
 
 
-class ConfigError(ValueError):
-    """A setting has a value the middleware cannot use; the message names it and the fix."""
-
-
-def _frozen(paths: Any) -> frozenset[str]:
-    return frozenset(paths)
-
-
 #: What ``metrics_backend`` accepts: prometheus_client families, or the OpenTelemetry SDK.
 METRICS_BACKENDS: tuple[str, ...] = ("prometheus", "opentelemetry")
-
-#: Where a :class:`RequestLabel` reads its value (``kind:key``), besides a callable.
-LABEL_SOURCES: tuple[str, ...] = ("header", "path_param", "scope", "state", "response_header")
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-#: Label names ouro-obs writes itself, and Prometheus' own.
-_RESERVED_LABELS = frozenset({"method", "route", "status", "le", "quantile", "metric", "stage"})
-
-
-def _check_label_name(name: str, where: str) -> None:
-    if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
-        raise ConfigError(
-            f"{where}: {name!r} is not a usable label name; use letters, digits and '_' "
-            "(not starting with a digit or '__')"
-        )
-    if name in _RESERVED_LABELS:
-        raise ConfigError(f"{where}: {name!r} is a label ouro-obs writes itself; pick another")
-
-
-@dataclass(frozen=True, slots=True)
-class RequestLabel:
-    """A metric label whose value each request supplies, with a bound on its values.
-
-    ``source`` is ``"header:x-tenant"``, ``"path_param:tenant"``, ``"scope:key"``,
-    ``"state:key"`` (what the app put on ``request.state``), ``"response_header:x-cache"``,
-    or a callable taking the finished request's ASGI scope and returning the value (None:
-    missing). A value outside ``allowed``, or a new value once ``max_values`` distinct values
-    were seen, is recorded as the overflow label and counted. One of the two is required.
-    """
-
-    name: str
-    source: str | Callable[[Any], object]
-    allowed: frozenset[str] | None = None
-    max_values: int | None = None
-    #: The value when the request has none (no such header, parameter, ...).
-    missing: str = ""
-
-    def __post_init__(self) -> None:
-        where = f"request label {self.name!r}"
-        _check_label_name(self.name, "request_labels")
-        if isinstance(self.source, str):
-            kind, _, key = self.source.partition(":")
-            if kind not in LABEL_SOURCES or not key:
-                raise ConfigError(
-                    f"{where}: source {self.source!r} must be kind:key with kind one of "
-                    f"{', '.join(LABEL_SOURCES)} (e.g. header:x-tenant), or a callable"
-                )
-        elif not callable(self.source):
-            raise ConfigError(f"{where}: source must be a 'kind:key' string or a callable")
-        if self.allowed is None and self.max_values is None:
-            raise ConfigError(
-                f"{where}: give allowed=... (the values to keep) or max_values=N (a cap); "
-                "an unbounded label can create a series per value"
-            )
-        if self.max_values is not None and self.max_values < 1:
-            raise ConfigError(f"{where}: max_values={self.max_values} must be at least 1")
-        if self.allowed is not None:
-            object.__setattr__(self, "allowed", _frozen(self.allowed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,10 +170,10 @@ class ObservabilitySettings:
             raise ConfigError(f"metrics_port={self.metrics_port} is not a TCP port (0-65535)")
         self._check_logging()
         object.__setattr__(self, "request_id_header", self.request_id_header.strip().lower())
-        object.__setattr__(self, "redact_headers", _frozen(h.lower() for h in self.redact_headers))
-        object.__setattr__(self, "redact_query_params", _frozen(self.redact_query_params))
+        object.__setattr__(self, "redact_headers", frozen(h.lower() for h in self.redact_headers))
+        object.__setattr__(self, "redact_query_params", frozen(self.redact_query_params))
         if self.excluded_paths is not None:
-            object.__setattr__(self, "excluded_paths", _frozen(self.excluded_paths))
+            object.__setattr__(self, "excluded_paths", frozen(self.excluded_paths))
         self._check_exclusions()
         self._check_labels()
         self._check_metrics_backend()
@@ -253,7 +196,7 @@ class ObservabilitySettings:
                     f"excluded_path_patterns: {pattern!r} is not a regular expression: {error}"
                 ) from None
         object.__setattr__(self, "excluded_path_patterns", patterns)
-        methods = _frozen(method.strip().upper() for method in self.excluded_methods)
+        methods = frozen(method.strip().upper() for method in self.excluded_methods)
         object.__setattr__(self, "excluded_methods", methods)
 
     def _check_metrics_backend(self) -> None:
@@ -280,7 +223,7 @@ class ObservabilitySettings:
 
     def _check_route_options(self) -> None:
         object.__setattr__(
-            self, "route_duration_buckets", _route_buckets(self.route_duration_buckets)
+            self, "route_duration_buckets", checked_route_buckets(self.route_duration_buckets)
         )
         if self.metrics_backend != "opentelemetry":
             return
@@ -300,7 +243,7 @@ class ObservabilitySettings:
         object.__setattr__(self, "request_labels", tuple(self.request_labels))
         names = [name for name, _ in pairs] + [label.name for label in self.request_labels]
         for name, _ in pairs:
-            _check_label_name(name, "static_labels")
+            check_label_name(name, "static_labels")
         for label in self.request_labels:
             if not isinstance(label, RequestLabel):
                 raise ConfigError(f"request_labels: {label!r} is not a RequestLabel")
@@ -323,7 +266,7 @@ class ObservabilitySettings:
     def route_duration_bucket_pairs(self) -> tuple[tuple[str, tuple[float, ...]], ...]:
         """``route_duration_buckets`` as (template, buckets) pairs, sorted by template."""
         items = self.route_duration_buckets
-        return items if isinstance(items, tuple) else _route_buckets(items)
+        return items if isinstance(items, tuple) else checked_route_buckets(items)
 
     def _check_logging(self) -> None:
         object.__setattr__(self, "log_level", self.log_level.strip().lower())
@@ -397,125 +340,6 @@ class ObservabilitySettings:
         return cls().replace(**values)
 
 
-def _bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError("expected true or false")
-
-
-def _optional_path(raw: str) -> str | None:
-    return None if raw.strip().lower() in {"none", "off", "false"} else raw.strip()
-
-
-def _csv(raw: str) -> frozenset[str]:
-    return frozenset(part.strip() for part in raw.split(",") if part.strip())
-
-
-def _csv_tuple(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
-
-
-def _words(raw: str) -> tuple[str, ...]:
-    """Whitespace-separated items (regular expressions may hold commas)."""
-    return tuple(raw.split())
-
-
-def _static_labels(raw: str) -> tuple[tuple[str, str], ...]:
-    """``version=1.4.2,track=canary``."""
-    pairs: list[tuple[str, str]] = []
-    for item in _csv_tuple(raw):
-        name, equals, value = item.partition("=")
-        if not equals:
-            raise ValueError(f"{item!r} is not name=value")
-        pairs.append((name.strip(), value.strip()))
-    return tuple(pairs)
-
-
-def _request_labels(raw: str) -> tuple[RequestLabel, ...]:
-    """``tenant=header:x-tenant;max_values=50,cache=response_header:x-cache;allowed=hit|miss``."""
-    labels: list[RequestLabel] = []
-    for item in _csv_tuple(raw):
-        declaration, *options = (part.strip() for part in item.split(";"))
-        name, equals, source = declaration.partition("=")
-        if not equals:
-            raise ValueError(f"{item!r} is not name=kind:key[;allowed=a|b][;max_values=N]")
-        allowed: frozenset[str] | None = None
-        max_values: int | None = None
-        for option in options:
-            key, _, value = option.partition("=")
-            if key == "allowed":
-                allowed = frozenset(value.split("|"))
-            elif key == "max_values":
-                max_values = int(value)
-            else:
-                raise ValueError(f"{option!r}: the options are allowed=a|b and max_values=N")
-        labels.append(RequestLabel(name.strip(), source.strip(), allowed, max_values))
-    return tuple(labels)
-
-
-def _floats(raw: str) -> tuple[float, ...]:
-    return tuple(float(part) for part in raw.split(",") if part.strip())
-
-
-def _route_floats(raw: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
-    """``/export=1,5,30,60;/reports/{report_id}=0.5,1,5``."""
-    pairs: list[tuple[str, tuple[float, ...]]] = []
-    for item in (part.strip() for part in raw.split(";")):
-        if not item:
-            continue
-        template, equals, buckets = item.rpartition("=")
-        if not equals or not template.strip():
-            raise ValueError(f"{item!r} is not /route/template=0.5,1,5 (routes separated by ';')")
-        pairs.append((template.strip(), _floats(buckets)))
-    return tuple(pairs)
-
-
-#: What a route template looks like: the path format Starlette and FastAPI label routes with.
-_ROUTE_TEMPLATE = re.compile(r"/[^\s{}]*(?:\{[A-Za-z_][A-Za-z0-9_]*\}[^\s{}]*)*")
-_BUCKETS_EXAMPLE = "e.g. (0.5, 1, 5, 30, 60, 120)"
-
-
-def _route_buckets(
-    items: Mapping[str, Sequence[float]] | Sequence[tuple[str, Sequence[float]]],
-) -> tuple[tuple[str, tuple[float, ...]], ...]:
-    """``route_duration_buckets`` checked, as sorted (template, buckets) pairs."""
-    pairs = items.items() if isinstance(items, Mapping) else items
-    checked: dict[str, tuple[float, ...]] = {}
-    for template, buckets in pairs:
-        where = f"route_duration_buckets[{template!r}]"
-        if not isinstance(template, str) or not _ROUTE_TEMPLATE.fullmatch(template):
-            hint = "write it as the app declares it, e.g. '/export/{report_id}'"
-            if ":" in str(template):
-                hint = "write it without the converter, e.g. '/items/{item_id}'"
-            raise ConfigError(f"{where}: not a route template; {hint}")
-        if template in checked:
-            raise ConfigError(f"{where}: the route is given twice; keep one bucket list")
-        checked[template] = _checked_buckets(where, buckets)
-    return tuple(sorted(checked.items()))
-
-
-def _checked_buckets(where: str, buckets: object) -> tuple[float, ...]:
-    if isinstance(buckets, str | bytes) or not isinstance(buckets, Sequence) or not buckets:
-        raise ConfigError(
-            f"{where}: give a non-empty list of bounds in seconds, {_BUCKETS_EXAMPLE}"
-        )
-    for bound in buckets:
-        if isinstance(bound, bool) or not isinstance(bound, int | float):
-            raise ConfigError(f"{where}: {bound!r} is not a number of seconds; {_BUCKETS_EXAMPLE}")
-        if not math.isfinite(bound) or bound <= 0:
-            raise ConfigError(
-                f"{where}: {bound!r} is not a positive, finite number of seconds "
-                f"(+Inf is always added); {_BUCKETS_EXAMPLE}"
-            )
-    bounds = tuple(float(bound) for bound in buckets)
-    if list(bounds) != sorted(set(bounds)):
-        raise ConfigError(f"{where}: the bounds must be strictly increasing, {_BUCKETS_EXAMPLE}")
-    return bounds
-
-
 #: Every environment variable ``from_env`` reads, with the setting it fills.
 ENV_VARIABLES: dict[str, tuple[str, Any]] = {
     "OTEL_SERVICE_NAME": ("service_name", str),
@@ -524,32 +348,32 @@ ENV_VARIABLES: dict[str, tuple[str, Any]] = {
     "OURO_OBS_ENVIRONMENT": ("environment", str),
     "OURO_OBS_METRICS_NAMESPACE": ("metrics_namespace", str),
     "OURO_OBS_METRICS_BACKEND": ("metrics_backend", str),
-    "OURO_OBS_METRICS_PATH": ("metrics_path", _optional_path),
+    "OURO_OBS_METRICS_PATH": ("metrics_path", parsing.optional_path),
     "OURO_OBS_METRICS_PORT": ("metrics_port", int),
     "OURO_OBS_METRICS_HOST": ("metrics_host", str),
     "OURO_OBS_HEALTH_LIVE_PATH": ("health_live_path", str),
     "OURO_OBS_HEALTH_READY_PATH": ("health_ready_path", str),
     "OURO_OBS_READINESS_TIMEOUT_SECONDS": ("readiness_timeout_seconds", float),
-    "OURO_OBS_EXCLUDED_PATHS": ("excluded_paths", _csv),
-    "OURO_OBS_EXCLUDED_PATH_PREFIXES": ("excluded_path_prefixes", _csv_tuple),
-    "OURO_OBS_EXCLUDED_PATH_PATTERNS": ("excluded_path_patterns", _words),
-    "OURO_OBS_EXCLUDED_METHODS": ("excluded_methods", _csv),
-    "OURO_OBS_STATUS_CLASS_LABEL": ("status_class_label", _bool),
-    "OURO_OBS_STATIC_LABELS": ("static_labels", _static_labels),
-    "OURO_OBS_REQUEST_LABELS": ("request_labels", _request_labels),
-    "OURO_OBS_DURATION_BUCKETS": ("duration_buckets", _floats),
-    "OURO_OBS_ROUTE_DURATION_BUCKETS": ("route_duration_buckets", _route_floats),
-    "OURO_OBS_INFLIGHT_BY_ROUTE": ("inflight_by_route", _bool),
+    "OURO_OBS_EXCLUDED_PATHS": ("excluded_paths", parsing.csv),
+    "OURO_OBS_EXCLUDED_PATH_PREFIXES": ("excluded_path_prefixes", parsing.csv_tuple),
+    "OURO_OBS_EXCLUDED_PATH_PATTERNS": ("excluded_path_patterns", parsing.words),
+    "OURO_OBS_EXCLUDED_METHODS": ("excluded_methods", parsing.csv),
+    "OURO_OBS_STATUS_CLASS_LABEL": ("status_class_label", parsing.bool_),
+    "OURO_OBS_STATIC_LABELS": ("static_labels", parsing.static_labels),
+    "OURO_OBS_REQUEST_LABELS": ("request_labels", parsing.request_labels),
+    "OURO_OBS_DURATION_BUCKETS": ("duration_buckets", parsing.floats),
+    "OURO_OBS_ROUTE_DURATION_BUCKETS": ("route_duration_buckets", parsing.route_floats),
+    "OURO_OBS_INFLIGHT_BY_ROUTE": ("inflight_by_route", parsing.bool_),
     "OURO_OBS_MAX_LABEL_SETS": ("max_label_sets", int),
-    "OURO_OBS_EXEMPLARS": ("exemplars", _bool),
-    "OURO_OBS_CREATED_SERIES": ("created_series", _bool),
-    "OURO_OBS_ACCESS_LOG": ("access_log", _bool),
+    "OURO_OBS_EXEMPLARS": ("exemplars", parsing.bool_),
+    "OURO_OBS_CREATED_SERIES": ("created_series", parsing.bool_),
+    "OURO_OBS_ACCESS_LOG": ("access_log", parsing.bool_),
     "OURO_OBS_REQUEST_ID_HEADER": ("request_id_header", str),
-    "OURO_OBS_REDACT_HEADERS": ("redact_headers", _csv),
-    "OURO_OBS_REDACT_QUERY_PARAMS": ("redact_query_params", _csv),
-    "OURO_OBS_TRACING": ("tracing", _bool),
+    "OURO_OBS_REDACT_HEADERS": ("redact_headers", parsing.csv),
+    "OURO_OBS_REDACT_QUERY_PARAMS": ("redact_query_params", parsing.csv),
+    "OURO_OBS_TRACING": ("tracing", parsing.bool_),
     "OURO_OBS_SPAN_FLUSH_TIMEOUT_SECONDS": ("span_flush_timeout_seconds", float),
-    "OURO_OBS_ACCEPT_REQUEST_ID": ("accept_request_id", _bool),
+    "OURO_OBS_ACCEPT_REQUEST_ID": ("accept_request_id", parsing.bool_),
     "OURO_OBS_LOG_LEVEL": ("log_level", str),
     "OURO_OBS_LOG_FORMAT": ("log_format", str),
     "OURO_OBS_LOG_MAX_FIELD_LENGTH": ("log_max_field_length", int),
