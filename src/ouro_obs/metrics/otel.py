@@ -32,6 +32,12 @@ from opentelemetry.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 
 from ouro_obs.config import ConfigError, ObservabilitySettings
+from ouro_obs.config.otlp import (
+    DEFAULT_OTLP_ENDPOINT,
+    check_http_protobuf,
+    positive_int,
+    signal_endpoint,
+)
 from ouro_obs.contract import OtelNames
 
 if TYPE_CHECKING:
@@ -52,8 +58,6 @@ __all__ = [
 NAMES: Final = OtelNames()
 #: The instrumentation scope of every instrument (``otel_scope_name`` once scraped).
 METER_NAME: Final = "ouro_obs"
-DEFAULT_OTLP_ENDPOINT: Final = "http://localhost:4318"
-_METRICS_PATH = "/v1/metrics"
 #: What ``OTEL_METRICS_EXPORTER`` may list. ``prometheus`` is always on: ``/metrics``
 #: serves the mode's metrics whatever else is configured.
 METRICS_EXPORTERS: Final = ("otlp", "prometheus", "console", "none")
@@ -61,39 +65,6 @@ EXTRA_HINT: Final = (
     "metrics_backend='opentelemetry' needs the otel-metrics extra: "
     "pip install 'ouro-obs[otel-metrics]'"
 )
-
-
-def _milliseconds(environ: Mapping[str, str], variable: str, default: int) -> int:
-    raw = environ.get(variable, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{variable}={raw!r} is not a whole number of milliseconds") from None
-    if value < 1:
-        raise ConfigError(f"{variable}={value} must be at least 1 (milliseconds)")
-    return value
-
-
-def _check_protocol(environ: Mapping[str, str]) -> None:
-    for variable in ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        raw = environ.get(variable, "").strip()
-        if raw:
-            if raw != "http/protobuf":
-                raise ConfigError(
-                    f"{variable}={raw!r}: ouro-obs exports metrics over OTLP/HTTP; set it to "
-                    "'http/protobuf' and point the endpoint at the collector's HTTP port (4318)"
-                )
-            return
-
-
-def _metrics_endpoint(environ: Mapping[str, str]) -> str:
-    specific = environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "").strip()
-    if specific:
-        return specific
-    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or DEFAULT_OTLP_ENDPOINT
-    return base.rstrip("/") + _METRICS_PATH
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +78,7 @@ class OtelMetricsConfig:
     """
 
     exporters: tuple[str, ...] = ()
-    endpoint: str = DEFAULT_OTLP_ENDPOINT + _METRICS_PATH
+    endpoint: str = DEFAULT_OTLP_ENDPOINT + "/v1/metrics"
     export_interval_seconds: float = 60.0
     export_timeout_seconds: float = 30.0
 
@@ -131,12 +102,12 @@ class OtelMetricsConfig:
             )
         pushed = tuple(part for part in exporters if part in {"otlp", "console"})
         if "otlp" in pushed:
-            _check_protocol(env)
-        interval = _milliseconds(env, "OTEL_METRIC_EXPORT_INTERVAL", 60_000)
-        timeout = _milliseconds(env, "OTEL_METRIC_EXPORT_TIMEOUT", 30_000)
+            check_http_protobuf(env, "metrics")
+        interval = positive_int(env, "OTEL_METRIC_EXPORT_INTERVAL", 60_000, "milliseconds")
+        timeout = positive_int(env, "OTEL_METRIC_EXPORT_TIMEOUT", 30_000, "milliseconds")
         return cls(
             exporters=pushed,
-            endpoint=_metrics_endpoint(env),
+            endpoint=signal_endpoint(env, "metrics"),
             export_interval_seconds=interval / 1000.0,
             export_timeout_seconds=timeout / 1000.0,
         )

@@ -29,6 +29,12 @@ from opentelemetry.sdk.trace.sampling import (
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from ouro_obs.config import ConfigError, ObservabilitySettings
+from ouro_obs.config.otlp import (
+    DEFAULT_OTLP_ENDPOINT,
+    check_http_protobuf,
+    positive_int,
+    signal_endpoint,
+)
 from ouro_obs.tracing.export import BoundedBatchSpanProcessor, drop_counter
 
 __all__ = [
@@ -38,8 +44,6 @@ __all__ = [
     "configure_tracing",
 ]
 
-DEFAULT_OTLP_ENDPOINT: Final = "http://localhost:4318"
-_TRACES_PATH = "/v1/traces"
 
 #: Downward-API variables (set them in the pod spec) and the resource attributes they fill.
 K8S_VARIABLES: Final = {
@@ -67,39 +71,6 @@ def _key_values(raw: str, variable: str) -> dict[str, str]:
             )
         pairs[key.strip()] = unquote(value.strip())
     return pairs
-
-
-def _positive_int(environ: Mapping[str, str], variable: str, default: int) -> int:
-    raw = environ.get(variable, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{variable}={raw!r} is not a whole number, e.g. {default}") from None
-    if value < 1:
-        raise ConfigError(f"{variable}={value} must be at least 1")
-    return value
-
-
-def _traces_endpoint(environ: Mapping[str, str]) -> str:
-    specific = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
-    if specific:
-        return specific
-    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or DEFAULT_OTLP_ENDPOINT
-    return base.rstrip("/") + _TRACES_PATH
-
-
-def _check_protocol(environ: Mapping[str, str]) -> None:
-    for variable in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        raw = environ.get(variable, "").strip()
-        if raw:
-            if raw != "http/protobuf":
-                raise ConfigError(
-                    f"{variable}={raw!r}: ouro-obs exports traces over OTLP/HTTP; set it to "
-                    "'http/protobuf' and point the endpoint at the collector's HTTP port (4318)"
-                )
-            return
 
 
 _SAMPLERS = (
@@ -131,7 +102,7 @@ class TracingConfig:
 
     enabled: bool = True
     exporter: str = "otlp"
-    endpoint: str = DEFAULT_OTLP_ENDPOINT + _TRACES_PATH
+    endpoint: str = DEFAULT_OTLP_ENDPOINT + "/v1/traces"
     sampler: str = "parentbased_traceidratio"
     sample_ratio: float = 1.0
     max_queue_size: int = 2048
@@ -150,7 +121,7 @@ class TracingConfig:
                 f"OTEL_TRACES_EXPORTER={exporter!r}: use otlp (OTLP/HTTP), console or none"
             )
         if exporter == "otlp":
-            _check_protocol(env)
+            check_http_protobuf(env, "traces")
         sampler = env.get("OTEL_TRACES_SAMPLER", "").strip() or "parentbased_traceidratio"
         if sampler not in _SAMPLERS:
             raise ConfigError(f"OTEL_TRACES_SAMPLER={sampler!r}: use one of {', '.join(_SAMPLERS)}")
@@ -162,17 +133,17 @@ class TracingConfig:
             value = env.get(variable, "").strip()
             if value:
                 attributes[attribute] = value
-        delay_ms = _positive_int(env, "OTEL_BSP_SCHEDULE_DELAY", 5000)
-        max_queue = _positive_int(env, "OTEL_BSP_MAX_QUEUE_SIZE", 2048)
+        delay_ms = positive_int(env, "OTEL_BSP_SCHEDULE_DELAY", 5000)
+        max_queue = positive_int(env, "OTEL_BSP_MAX_QUEUE_SIZE", 2048)
         return cls(
             enabled=not _flag(env.get("OTEL_SDK_DISABLED")),
             exporter=exporter,
-            endpoint=_traces_endpoint(env),
+            endpoint=signal_endpoint(env, "traces"),
             sampler=sampler,
             sample_ratio=_ratio(raw_ratio, "OTEL_TRACES_SAMPLER_ARG") if raw_ratio else 1.0,
             max_queue_size=max_queue,
             max_export_batch_size=min(
-                _positive_int(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512), max_queue
+                positive_int(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512), max_queue
             ),
             schedule_delay_seconds=delay_ms / 1000.0,
             service_name=env.get("OTEL_SERVICE_NAME", "").strip(),
