@@ -21,15 +21,19 @@ from ouro_obs.slo.artifacts import generated_files
 from ouro_obs.slo.conventions import dashboard_paths, rule_file_path, series_names
 from ouro_obs.slo.dashboards import ALL_VALUE
 from ouro_obs.slo.spec import load_spec
-from tests.dashboards.test_live_queries import (
+
+# The panel checks of the Prometheus naming, collected here again: they run against this
+# module's `shop` fixture, an app in the OpenTelemetry mode.
+from tests.dashboards.test_live_queries import (  # noqa: F401
     JOB,
     NAMESPACE,
     LiveShop,
     Traffic,
-    grafana_regex_value,
-    queries_without_data,
     rules_evaluated_every_second,
     substitute,
+    test_a_route_that_was_never_requested_empties_the_route_panels,
+    test_every_overview_query_returns_data_for_one_selected_route,
+    test_every_panel_query_returns_data_with_all_filters,
     values,
     wait_until_ready,
 )
@@ -88,30 +92,6 @@ def test_prometheus_scrapes_the_semantic_convention_series(shop: LiveShop) -> No
     assert values(shop.prometheus, f'count({names.requests_in_progress}{{job="{JOB}"}})') == [
         pytest.approx(len({"GET", "POST"}))
     ]
-
-
-def test_every_panel_query_returns_data_with_all_filters(shop: LiveShop) -> None:
-    every = {"namespace": ALL_VALUE, "job": ALL_VALUE, "route": ALL_VALUE}
-    problems = queries_without_data(shop, ("overview", "slo"), every)
-    assert problems == [], "panels without data:\n" + "\n".join(problems)
-
-
-def test_every_overview_query_returns_data_for_one_selected_route(shop: LiveShop) -> None:
-    selected = {
-        "namespace": grafana_regex_value(NAMESPACE),
-        "job": grafana_regex_value(JOB),
-        "route": grafana_regex_value("/items/{item_id}"),
-    }
-    problems = queries_without_data(shop, ("overview",), selected)
-    assert problems == [], "panels without data:\n" + "\n".join(problems)
-
-
-def test_a_route_that_was_never_requested_empties_the_route_panels(shop: LiveShop) -> None:
-    """The route filter really filters (the test above could not fail otherwise)."""
-    nowhere = {"namespace": ALL_VALUE, "job": ALL_VALUE, "route": "/never"}
-    problems = queries_without_data(shop, ("overview",), nowhere)
-    assert any("Request rate by route" in problem for problem in problems)
-    assert not any("In flight" in problem for problem in problems)
 
 
 def test_the_route_variable_lists_the_http_route_values(shop: LiveShop) -> None:
