@@ -317,18 +317,38 @@ def raw_exchange(port: int, request: bytes, timeout: float = 10) -> bytes:
 
     Reading stops when the response is complete (parsed with h11, so a kept-alive
     connection need not close) or the server closes the connection.
+
+    A server that refuses a request it is still receiving (a 100 kB request line) answers
+    and closes; the unread bytes make its kernel reset the connection, which may discard
+    the answer before it is read. Such an exchange is tried again, a few times.
     """
+    for _ in range(_RESET_ATTEMPTS - 1):
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            return _exchange_once(port, request, timeout)
+    return _exchange_once(port, request, timeout)  # the last attempt's reset propagates
+
+
+#: Exchanges tried before a reset connection fails the test.
+_RESET_ATTEMPTS = 5
+
+
+def _exchange_once(port: int, request: bytes, timeout: float) -> bytes:
     parser = h11.Connection(h11.CLIENT)
     method = b"HEAD" if request.startswith(b"HEAD ") else b"GET"
     parser.send(h11.Request(method=method, target=b"/", headers=[(b"host", b"x")]))
     parser.send(h11.EndOfMessage())
     received = bytearray()
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
-        connection.sendall(request)
-        while chunk := connection.recv(65536):
-            received += chunk
-            if _complete(parser, chunk):
-                break
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            connection.sendall(request)  # refused midway: its answer may still be there
+        try:
+            while chunk := connection.recv(65536):
+                received += chunk
+                if _complete(parser, chunk):
+                    break
+        except ConnectionResetError:
+            if not received:
+                raise
     return bytes(received)
 
 
