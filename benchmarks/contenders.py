@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-__all__ = ["GROUP_KINDS", "SPAN_QUEUE_SIZE", "STACKS", "Contender", "Group", "server_groups"]
+__all__ = [
+    "FLOOR",
+    "GROUP_KINDS",
+    "SPAN_QUEUE_SIZE",
+    "STACKS",
+    "Contender",
+    "Group",
+    "server_groups",
+]
 
 #: uvicorn's options for each server stack, and how the tables name it.
 STACKS: Mapping[str, tuple[tuple[str, ...], str]] = {
@@ -57,6 +65,14 @@ class Group:
     setup: str
 
 
+#: The reference contender: a middleware that only counts responses (benchmarks/shop.py).
+FLOOR = "floor: a middleware that only counts responses"
+_FLOOR_NOTE = (
+    "The floor is the least any middleware that looks at every response costs on this "
+    "stack (one `send` wrapper, nothing recorded): the part of the gap no instrumentation "
+    "can close."
+)
+
 #: The metrics-only tables, run on each stack: (key, framework, contenders, set-up).
 _METRICS_TABLES: tuple[tuple[str, str, tuple[Contender, ...], str], ...] = (
     (
@@ -64,18 +80,20 @@ _METRICS_TABLES: tuple[tuple[str, str, tuple[Contender, ...], str], ...] = (
         "Starlette",
         (
             Contender("bare Starlette", "bare_starlette"),
+            Contender(FLOOR, "floor_starlette"),
             Contender("ouro-obs, metrics only", "ouro_obs_metrics_starlette"),
             Contender("starlette-exporter", "starlette_exporter_starlette"),
             Contender("opentelemetry-instrumentation-asgi", "otel_asgi_metrics_starlette"),
         ),
         "opentelemetry-instrumentation-asgi records into an SDK MeterProvider "
-        "(in-memory reader); its tracer is the API default.",
+        f"(in-memory reader); its tracer is the API default. {_FLOOR_NOTE}",
     ),
     (
         "fastapi",
         "FastAPI",
         (
             Contender("bare FastAPI", "bare_fastapi"),
+            Contender(FLOOR, "floor_fastapi"),
             Contender("ouro-obs, metrics only", "ouro_obs_metrics_fastapi"),
             Contender("prometheus-fastapi-instrumentator", "instrumentator_fastapi"),
             Contender(
@@ -85,7 +103,7 @@ _METRICS_TABLES: tuple[tuple[str, str, tuple[Contender, ...], str], ...] = (
             ),
         ),
         'The one line is `app.add_middleware(ObservabilityMiddleware, service_name="shop")` '
-        "with nothing else configured: its access lines go to the server's stdout.",
+        f"with nothing else configured: its access lines go to the server's stdout. {_FLOOR_NOTE}",
     ),
 )
 

@@ -30,17 +30,20 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from benchmarks.apps import Recorded, add_ouro_obs_metrics, requests_counted
 
 __all__ = [
     "RECORDED_PATH",
     "SHOP_ROUTES",
+    "ResponseCounter",
     "Served",
     "bare_fastapi",
     "bare_starlette",
     "fastapi_shop",
+    "floor_fastapi",
+    "floor_starlette",
     "instrumentator_fastapi",
     "otel_asgi_full_fastapi",
     "otel_asgi_metrics_starlette",
@@ -175,6 +178,57 @@ def bare_starlette() -> Served:
 
 def bare_fastapi() -> Served:
     return Served(fastapi_shop(), _nothing)
+
+
+# -- the floor: the least a middleware that sees every response costs ---------------------
+
+
+class ResponseCounter:
+    """The cheapest middleware that sees each response: a ``send`` wrapper counting them.
+
+    Not instrumentation anyone would run (no route, no time, no size, no error handling):
+    the reference line for what any ASGI middleware that looks at responses costs on a
+    stack, before it records anything.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.responses = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.responses += 1
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
+def _with_floor(app: Starlette) -> Served:
+    counters: list[ResponseCounter] = []
+
+    def counter(inner: ASGIApp) -> ResponseCounter:
+        counters.append(ResponseCounter(inner))
+        return counters[-1]
+
+    app.add_middleware(counter)
+
+    def recorded() -> Recorded:
+        return {"requests counted": sum(counter.responses for counter in counters)}
+
+    return Served(app, recorded)
+
+
+def floor_starlette() -> Served:
+    return _with_floor(starlette_shop())
+
+
+def floor_fastapi() -> Served:
+    return _with_floor(fastapi_shop())
 
 
 # -- ouro-obs --------------------------------------------------------------------------

@@ -421,3 +421,45 @@ async def test_a_client_that_leaves_while_the_app_reads_itself_is_recorded_then(
         disconnect_after_body=True,
     )
     assert recorded_before_return == [1.0]
+
+
+def test_a_loop_closed_while_its_watch_ticked_leaves_the_next_loop_of_the_thread_watched() -> None:
+    """The watch finds its ticker by thread: one of a closed loop must not stand in for the
+    next loop's (its timer never fires again, so that loop's requests would never be armed).
+    """
+    registry = CollectorRegistry()
+    releases: list[asyncio.Event] = []  # one per loop
+
+    async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        await releases[-1].wait()
+        for message in _answer():
+            await send(message)
+
+    middleware = ObservabilityMiddleware(slow, registry=registry)
+
+    async def abandoned() -> None:  # on the first loop: watched, then cancelled before a tick
+        releases.append(asyncio.Event())
+        server = Server([{"type": "http.request", "body": b""}])
+        task = asyncio.create_task(middleware(http_scope("/"), server.receive, server.send))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async def left() -> None:  # on the second loop: the client leaves a slow request
+        releases.append(asyncio.Event())
+        server = Server([{"type": "http.request", "body": b""}])
+        task = asyncio.create_task(middleware(http_scope("/"), server.receive, server.send))
+        await _until(lambda: server.calls == 2)
+        server.gone.set()
+        await _until(lambda: requests_total(registry, "GET", "<unmatched>", 499) == 1)
+        releases[-1].set()
+        await task
+
+    first = asyncio.new_event_loop()
+    try:
+        first.run_until_complete(abandoned())
+    finally:
+        first.close()  # its watch's timer is still pending: it never fires
+    asyncio.run(left())
+    assert routes_seen(registry) == {("GET", "<unmatched>", "499")}

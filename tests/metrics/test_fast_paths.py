@@ -83,3 +83,46 @@ def test_size_histograms_and_a_second_thread_record_exactly_what_the_public_api_
     )
     labels = {"method": "GET", "route": "/r", "status": "200"}
     assert ours.get_sample_value("http_requests_total", labels) == 1 + 2 * len(sizes)
+
+
+def test_finished_records_what_the_public_api_would_and_ends_the_in_flight_count() -> None:
+    """The one-step path (the in-flight count, the first buckets by one comparison) on the
+    owner thread, and the locked path on another, around the first bounds."""
+    cases = [(0.0, 0, 0), (0.005, 100, 100), (0.0051, 101, 99), (0.3, 4_000, 1), (11.0, 0, 5)]
+    ours = CollectorRegistry()
+    metrics = HttpMetrics(ObservabilitySettings(), ours)
+
+    def serve() -> None:
+        for duration, request_bytes, response_bytes in cases:
+            metrics.started("GET")
+            metrics.finished("GET", "/r", 200, duration, request_bytes, response_bytes)
+
+    serve()  # the first thread to record owns the lock-free path
+    metrics.started("GET")
+    assert ours.get_sample_value("http_requests_in_progress", {"method": "GET"}) == 1
+    worker = threading.Thread(target=serve)
+    worker.start()
+    worker.join()
+    metrics.finished("GET", "/r", 200, 0.1, 0, 0)
+    reference_registry = CollectorRegistry()
+    durations, requests, responses = (
+        Histogram(name, "x", ["method", "route"], buckets=bounds, registry=reference_registry)
+        for name, bounds in [
+            ("http_request_duration_seconds", DEFAULT_DURATION_BUCKETS),
+            ("http_request_size_bytes", DEFAULT_SIZE_BUCKETS),
+            ("http_response_size_bytes", DEFAULT_SIZE_BUCKETS),
+        ]
+    )
+    for duration, request_bytes, response_bytes in [*cases, *cases, (0.1, 0, 0)]:
+        durations.labels("GET", "/r").observe(duration)
+        requests.labels("GET", "/r").observe(request_bytes)
+        responses.labels("GET", "/r").observe(response_bytes)
+
+    for name in ("duration_seconds", "size_bytes"):
+        sample = f"http_request_{name}_bucket"
+        assert buckets(ours, sample) == buckets(reference_registry, sample)
+    sample = "http_response_size_bytes_bucket"
+    assert buckets(ours, sample) == buckets(reference_registry, sample)
+    assert ours.get_sample_value("http_requests_in_progress", {"method": "GET"}) == 0
+    labels = {"method": "GET", "route": "/r", "status": "200"}
+    assert ours.get_sample_value("http_requests_total", labels) == 2 * len(cases) + 1

@@ -22,6 +22,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Mapping
 from contextvars import Context, Token, copy_context
+from threading import get_ident
 from time import perf_counter
 from typing import Any, Final
 
@@ -348,23 +349,31 @@ class DepartureWatch:
     request does not); every :data:`LISTEN_AFTER_SECONDS` a tick arms those added before
     the previous tick, so a request is armed between one and two delays after it arrived.
     The timer runs only while there are requests to watch.
+
+    The tickers are found by thread, not by ``asyncio.get_running_loop()``: on Python
+    3.11 that call is a ``getpid`` system call each time. A thread runs one loop at a
+    time, so the thread's ticker is the running loop's while that loop runs.
     """
 
-    __slots__ = ("_failsafe", "_tickers")
+    __slots__ = ("_failsafe", "_tickers", "keep_context")
 
-    def __init__(self, failsafe: Failsafe) -> None:
+    def __init__(self, failsafe: Failsafe, *, keep_context: bool = True) -> None:
         self._failsafe = failsafe
-        #: One per event loop with requests to watch (a loop's ticker leaves when it stops).
-        self._tickers: dict[asyncio.AbstractEventLoop, _Ticker] = {}
+        #: Whether the listener runs in a copy of the request's context (the access line
+        #: written when the client leaves reads the request's context variables); without
+        #: it, in an empty one, and no copy is made per request.
+        self.keep_context = keep_context
+        #: By thread: the ticker of the loop that thread runs (one leaves when it stops).
+        self._tickers: dict[int, _Ticker] = {}
 
     def add(self, exchange: Exchange) -> None:
         """Watch ``exchange``, whose app is about to run (in the current context)."""
         try:
-            loop = asyncio.get_running_loop()
-            ticker = self._tickers.get(loop)
-            if ticker is None:
-                ticker = self._tickers[loop] = _Ticker(loop, self._arm, self._stopped)
-            exchange.context = copy_context()
+            ticker = self._tickers.get(get_ident())
+            if ticker is None or not ticker.loop.is_running():
+                ticker = self._new_ticker()
+            if self.keep_context:
+                exchange.context = copy_context()
             exchange.watched_since = ticker.ticks
             running = ticker.running
             exchange.watched_in = running
@@ -374,28 +383,39 @@ class DepartureWatch:
         except Exception:
             self._failsafe.failed("departure")
 
+    def _new_ticker(self) -> _Ticker:
+        """The ticker of the loop running in this thread, made now."""
+        thread = get_ident()
+        ticker = _Ticker(asyncio.get_running_loop(), self._arm, self._stopped, thread)
+        self._tickers[thread] = ticker
+        return ticker
+
     def _arm(self, exchange: Exchange) -> None:
         try:
             exchange.listen_for_departure()
         except Exception:
             self._failsafe.failed("departure")
 
-    def _stopped(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._tickers.pop(loop, None)
+    def _stopped(self, ticker: _Ticker) -> None:
+        if self._tickers.get(ticker.thread) is ticker:
+            del self._tickers[ticker.thread]
 
 
 class _Ticker:
     """One event loop's running requests not listened to yet, and its timer."""
 
-    __slots__ = ("_arm", "_stopped", "loop", "running", "ticking", "ticks")
+    __slots__ = ("_arm", "_stopped", "loop", "running", "thread", "ticking", "ticks")
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         arm: Callable[[Exchange], None],
-        stopped: Callable[[asyncio.AbstractEventLoop], None],
+        stopped: Callable[[_Ticker], None],
+        thread: int,
     ) -> None:
         self.loop = loop
+        #: The thread that runs ``loop``.
+        self.thread = thread
         self._arm = arm
         #: Told when the timer stops for want of requests: the ticker is done.
         self._stopped = stopped
@@ -423,7 +443,7 @@ class _Ticker:
             self.start()
         else:
             self.ticking = False
-            self._stopped(self.loop)
+            self._stopped(self)
 
 
 def with_header(message: Message, header: tuple[bytes, bytes]) -> Message:

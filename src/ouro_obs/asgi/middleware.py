@@ -151,33 +151,26 @@ class ObservabilityMiddleware:
         return MetricsServer(settings.metrics_host, settings.metrics_port, endpoints)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope_type = scope["type"]
-        if scope_type == "http":
-            root_path: str = scope.get("root_path", "")
-            path: str = scope["path"]
-            if root_path and path.startswith(root_path):
-                path = path[len(root_path) :] or "/"
-            endpoint = self._endpoints.get(path)
-            if endpoint is not None:
-                await endpoint(scope, receive, send)
-            elif path in self._excluded or (
-                self._exclusions is not None and self._exclusions(path, scope)
-            ):
-                await self.app(scope, receive, send)
-            else:
-                await self._observe(scope, receive, send, root_path)
-        elif scope_type == "websocket":
-            observer = self._websockets or self._websocket_observer(scope)
-            await observer(self.app, scope, receive, send)
-        elif scope_type == "lifespan":
-            await self.app(scope, self._lifespan_receive(receive), self._lifespan_send(send))
-        else:
-            await self.app(scope, receive, send)
-
-    async def _observe(self, scope: Scope, receive: Receive, send: Send, root_path: str) -> None:
-        if _OBSERVED in scope:  # a mounted app's own instance: the outer one observes it
+        if scope["type"] != "http":
+            await self._not_http(scope, receive, send)
+            return
+        root_path: str = scope.get("root_path", "")
+        path: str = scope["path"]
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path) :] or "/"
+        endpoint = self._endpoints.get(path)
+        if endpoint is not None:
+            await endpoint(scope, receive, send)
+            return
+        if (
+            path in self._excluded
+            or (self._exclusions is not None and self._exclusions(path, scope))
+            or _OBSERVED in scope  # a mounted app's own instance: the outer one observes it
+        ):
             await self.app(scope, receive, send)
             return
+        # The observed request, here rather than in a coroutine of its own: one frame less
+        # per request.
         scope[_OBSERVED] = True
         pipeline = self._pipeline or self._settle(scope)
         method: str = scope["method"]
@@ -200,6 +193,16 @@ class ObservabilityMiddleware:
                 exchange.finish()
             if exchange.span_token is not None or exchange.request_id_binding is not None:
                 pipeline.leave(exchange)
+
+    async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope["type"]
+        if scope_type == "websocket":
+            observer = self._websockets or self._websocket_observer(scope)
+            await observer(self.app, scope, receive, send)
+        elif scope_type == "lifespan":
+            await self.app(scope, self._lifespan_receive(receive), self._lifespan_send(send))
+        else:
+            await self.app(scope, receive, send)
 
     def _settle(self, scope: Scope) -> RequestPipeline:
         """Build the pipeline once, for the app as the first request finds it."""

@@ -158,6 +158,11 @@ class RequestPipeline:
         return replace(
             self,
             access_log=access_log,
+            # The listener's context matters to the access line (and is kept for the span's
+            # recorders); the metrics need none, and a copy per request is not free.
+            departures=DepartureWatch(
+                self.failsafe, keep_context=access_log is not None or spans is not None
+            ),
             spans=spans,
             recorders=tuple(recorders),
             header_roles=header_roles,

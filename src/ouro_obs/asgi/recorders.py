@@ -90,24 +90,29 @@ class MetricsRecorder:
     The in-flight gauge rises in ``started``, before the app runs.
     """
 
-    __slots__ = ("_labels", "_metrics", "_started")
+    __slots__ = ("_adders", "_finished", "_labels", "_metrics")
     stage = "metrics"
 
     def __init__(self, metrics: HttpMetrics) -> None:
         self._metrics = metrics
         #: The declared request labels' values of a record; None when none are declared.
         self._labels = metrics.request_labels
-        self._started: Callable[[str], None] = metrics.started
+        self._finished = metrics.finished
+        #: The in-flight increment of each method, as :meth:`HttpMetrics.in_progress_adder`
+        #: gives it (read per request: a dict, not a call through the metrics).
+        self._adders: dict[str, Callable[[float], None]] = {}
 
     def started(self, record: RequestRecord) -> None:
         """Count the request (its normalized method) in flight."""
-        self._started(record.method)
+        method = record.method
+        add = self._adders.get(method)
+        if add is None:
+            add = self._adders[method] = self._metrics.in_progress_adder(method)
+        add(1)
 
     def record(self, record: RequestRecord) -> None:
-        metrics = self._metrics
-        metrics.ended(record.method)
         span_ids = record.span_ids
-        metrics.observe(
+        self._finished(
             record.method,
             record.route,
             record.status,

@@ -111,6 +111,21 @@ class RouteTemplates:
 
     def __call__(self, scope: Scope, entry_root_path: str) -> str | None:
         route = scope.get("route")
+        if route is not None and scope.get("root_path", entry_root_path) == entry_root_path:
+            # The common case, read inline: a matched route, not under a mount.
+            holder = route
+            fastapi_scope = scope.get("fastapi")
+            if fastapi_scope is not None:
+                context = fastapi_scope.get("effective_route_context")
+                if context is not None and getattr(context, "original_route", None) is route:
+                    holder = context
+            template = getattr(holder, "path_format", None)
+            if template and type(template) is str and not isinstance(route, Mount):
+                return template
+        return self._resolved(scope, entry_root_path, route)
+
+    def _resolved(self, scope: Scope, entry_root_path: str, route: Any) -> str | None:
+        """The template of ``route`` (the scope's) as the scope and the router tree say."""
         root_path: str = scope.get("root_path", entry_root_path)
         mounted = root_path[len(entry_root_path) :] if root_path.startswith(entry_root_path) else ""
         if route is None:

@@ -48,6 +48,7 @@ __all__ = [
     "fast_observe",
     "histogram_child",
     "internals_problem",
+    "lock_free_adder",
     "lock_free_cells",
 ]
 
@@ -114,60 +115,123 @@ def fast_observe(child: Any) -> Callable[[float], None]:
 
 
 class LockFreeCells:
-    """The raw cells of one (method, route, status) label set, added to without locks."""
+    """The raw cells of one (method, route, status) label set, added to without locks.
+
+    With ``in_flight`` (the in-flight gauge child of the label set's method), a recorded
+    request also leaves the in-flight count.
+    """
 
     __slots__ = (
         "count",
         "duration_bounds",
         "duration_buckets",
+        "duration_first_bound",
         "duration_sum",
+        "in_flight",
         "owner_thread",
         "request_buckets",
         "request_sum",
         "response_buckets",
         "response_sum",
         "size_bounds",
+        "size_first_bound",
     )
 
     def __init__(
-        self, owner_thread: int, count: Any, duration: Any, request_size: Any, response_size: Any
+        self,
+        owner_thread: int,
+        count: Any,
+        duration: Any,
+        request_size: Any,
+        response_size: Any,
+        in_flight: Any = None,
     ) -> None:
         self.owner_thread = owner_thread
         self.count = count._value
+        self.in_flight = None if in_flight is None else in_flight._value
         self.duration_sum, self.duration_buckets = duration._sum, duration._buckets
         self.request_sum, self.request_buckets = request_size._sum, request_size._buckets
         self.response_sum, self.response_buckets = response_size._sum, response_size._buckets
         self.duration_bounds = duration._upper_bounds
+        self.duration_first_bound = self.duration_bounds[0]
         self.size_bounds = request_size._upper_bounds
+        #: Values up to these fall in the first bucket (most request bodies, which are
+        #: empty, and many fast requests): found with one comparison, not a bisection.
+        self.size_first_bound = self.size_bounds[0]
 
-    def record(self, duration_seconds: float, request_bytes: int, response_bytes: int) -> bool:
-        """Add one request; False (nothing added) when called off the owner thread."""
+    def record(
+        self,
+        duration_seconds: float,
+        request_bytes: int,
+        response_bytes: int,
+        ending: bool = False,
+    ) -> bool:
+        """Add one request; False (nothing added) when called off the owner thread.
+
+        ``ending``: the request also leaves the in-flight count (False, and nothing added,
+        without ``in_flight``).
+        """
         if get_ident() != self.owner_thread:
             return False
+        if ending:
+            in_flight = self.in_flight
+            if in_flight is None:
+                return False
+            in_flight._value -= 1
         self.count._value += 1
         self.duration_sum._value += duration_seconds
-        self.duration_buckets[bisect_left(self.duration_bounds, duration_seconds)]._value += 1
-        size_bounds = self.size_bounds
+        if duration_seconds <= self.duration_first_bound:
+            self.duration_buckets[0]._value += 1
+        else:
+            self.duration_buckets[bisect_left(self.duration_bounds, duration_seconds)]._value += 1
+        first = self.size_first_bound
         self.request_sum._value += request_bytes
-        self.request_buckets[bisect_left(size_bounds, request_bytes)]._value += 1
+        index = 0 if request_bytes <= first else bisect_left(self.size_bounds, request_bytes)
+        self.request_buckets[index]._value += 1
         self.response_sum._value += response_bytes
-        self.response_buckets[bisect_left(size_bounds, response_bytes)]._value += 1
+        index = 0 if response_bytes <= first else bisect_left(self.size_bounds, response_bytes)
+        self.response_buckets[index]._value += 1
         return True
 
 
 def lock_free_cells(
-    owner_thread: int, count: Any, duration: Any, request_size: Any, response_size: Any
+    owner_thread: int,
+    count: Any,
+    duration: Any,
+    request_size: Any,
+    response_size: Any,
+    in_flight: Any = None,
 ) -> LockFreeCells | None:
     """The lock-free cells of one label set's children, or None when the condition fails.
 
     ``request_size`` and ``response_size`` must share their buckets.
     """
-    children = (count, duration, request_size, response_size)
+    histograms = (duration, request_size, response_size)
+    children = (count, *histograms) if in_flight is None else (count, *histograms, in_flight)
     if _lock_free_problem(*children) is not None:
         return None
-    if any(_histogram_problem(child) for child in children[1:]):
+    if any(_histogram_problem(child) for child in histograms):
         return None
-    return LockFreeCells(owner_thread, *children)
+    return LockFreeCells(owner_thread, count, *histograms, in_flight)
+
+
+def lock_free_adder(owner_thread: int, child: Any) -> Callable[[float], None]:
+    """``child.inc`` (a counter or gauge) without its lock on ``owner_thread``, locked elsewhere.
+
+    The same condition as :class:`LockFreeCells`; when it fails, :func:`fast_inc`.
+    """
+    if _lock_free_problem(child) is not None:
+        return fast_inc(child)
+    cell = child._value
+    locked: Callable[[float], None] = cell.inc
+
+    def add(amount: float) -> None:
+        if get_ident() == owner_thread:
+            cell._value += amount
+        else:
+            locked(amount)
+
+    return add
 
 
 def histogram_child(family: Histogram, label_values: tuple[str, ...], buckets: Any) -> Histogram:

@@ -28,6 +28,7 @@ from ouro_obs.metrics.fastpath import (
     fast_inc,
     fast_observe,
     histogram_child,
+    lock_free_adder,
     lock_free_cells,
 )
 from ouro_obs.metrics.labels import RequestLabelValues
@@ -189,6 +190,7 @@ class _Series:
         extra: tuple[str, ...],
         owner_thread: int,
         duration_buckets: tuple[float, ...] | None,
+        in_flight: Gauge | None,
     ):
         self.requests = instruments.requests.labels(method, route, status, *extra)
         if duration_buckets is None:
@@ -202,9 +204,14 @@ class _Series:
         self.observe_duration = fast_observe(self.duration)
         self.observe_request_size = fast_observe(request_size)
         self.observe_response_size = fast_observe(response_size)
+        #: With ``in_flight``, recording through the cells also ends the in-flight count.
         self.cells: LockFreeCells | None = lock_free_cells(
-            owner_thread, self.requests, self.duration, request_size, response_size
+            owner_thread, self.requests, self.duration, request_size, response_size, in_flight
         )
+
+
+def _no_count(amount: float) -> None:
+    """The in-flight increment when the gauge counts by route (:class:`RouteInFlight` does)."""
 
 
 class HttpMetrics:
@@ -257,17 +264,67 @@ class HttpMetrics:
 
     def started(self, method: str) -> None:
         """Count a request in flight; by route, :attr:`route_in_flight` does (this does not)."""
+        self.in_progress_adder(method)(1)
+
+    def in_progress_adder(self, method: str) -> Callable[[float], None]:
+        """What :meth:`started` adds to for ``method`` (nothing when it counts by route)."""
         if self.route_in_flight is not None:
-            return
+            return _no_count
         add = self._in_progress.get(method)
-        if add is None:
-            gauge = self._instruments.in_progress.labels(method, *self._static_values)
-            add = self._in_progress[method] = fast_inc(gauge)
-        add(1)
+        return self._in_progress_adder(method) if add is None else add
 
     def ended(self, method: str) -> None:
         if self.route_in_flight is None:
             self._in_progress[method](-1)
+
+    def _in_progress_adder(self, method: str) -> Callable[[float], None]:
+        with self._lock:
+            if self._owner_thread is None:
+                self._owner_thread = get_ident()
+            add = self._in_progress.get(method)
+            if add is None:
+                gauge = self._in_progress_child(method)
+                add = self._in_progress[method] = lock_free_adder(self._owner_thread, gauge)
+            return add
+
+    def _in_progress_child(self, method: str) -> Gauge:
+        return self._instruments.in_progress.labels(method, *self._static_values)
+
+    def finished(
+        self,
+        method: str,
+        route: str,
+        status: int,
+        duration_seconds: float,
+        request_bytes: int,
+        response_bytes: int,
+        trace_id: str | None = None,
+        labels: tuple[str, ...] = (),
+    ) -> None:
+        """A request that :meth:`started` ended: :meth:`ended`, then :meth:`observe` it.
+
+        In one step when it can: the label set's lock-free cells leave the in-flight count
+        too (on the owner thread, without an exemplar).
+        """
+        if trace_id is None and not labels and not self._status_classes:
+            series = self._series.get((method, route, status))
+            if series is not None:
+                cells = series.cells
+                if cells is not None and cells.record(
+                    duration_seconds, request_bytes, response_bytes, True
+                ):
+                    return
+        self.ended(method)
+        self.observe(
+            method,
+            route,
+            status,
+            duration_seconds,
+            request_bytes,
+            response_bytes,
+            trace_id,
+            labels,
+        )
 
     def observe(
         self,
@@ -329,8 +386,16 @@ class HttpMetrics:
         extra = self._static_values + labels
         status_label = f"{status // 100}xx" if self._status_classes else str(status)
         buckets = self._route_buckets.get(route)
+        in_flight = None if self.route_in_flight is not None else self._in_progress_child(method)
         return _Series(
-            self._instruments, method, route, status_label, extra, self._owner_thread, buckets
+            self._instruments,
+            method,
+            route,
+            status_label,
+            extra,
+            self._owner_thread,
+            buckets,
+            in_flight,
         )
 
     def _overflow(self, key: _SeriesKey, *, histograms: bool) -> _Series:
