@@ -85,7 +85,7 @@ def test_size_histograms_and_a_second_thread_record_exactly_what_the_public_api_
     assert ours.get_sample_value("http_requests_total", labels) == 1 + 2 * len(sizes)
 
 
-def test_finished_records_what_the_public_api_would_and_ends_the_in_flight_count() -> None:
+def test_an_ending_observation_records_what_the_public_api_would_and_ends_the_in_flight() -> None:
     """The one-step path (the in-flight count, the first buckets by one comparison) on the
     owner thread, and the locked path on another, around the first bounds."""
     cases = [(0.0, 0, 0), (0.005, 100, 100), (0.0051, 101, 99), (0.3, 4_000, 1), (11.0, 0, 5)]
@@ -95,7 +95,7 @@ def test_finished_records_what_the_public_api_would_and_ends_the_in_flight_count
     def serve() -> None:
         for duration, request_bytes, response_bytes in cases:
             metrics.started("GET")
-            metrics.finished("GET", "/r", 200, duration, request_bytes, response_bytes)
+            metrics.observe("GET", "/r", 200, duration, request_bytes, response_bytes, ending=True)
 
     serve()  # the first thread to record owns the lock-free path
     metrics.started("GET")
@@ -103,7 +103,7 @@ def test_finished_records_what_the_public_api_would_and_ends_the_in_flight_count
     worker = threading.Thread(target=serve)
     worker.start()
     worker.join()
-    metrics.finished("GET", "/r", 200, 0.1, 0, 0)
+    metrics.observe("GET", "/r", 200, 0.1, 0, 0, ending=True)
     reference_registry = CollectorRegistry()
     durations, requests, responses = (
         Histogram(name, "x", ["method", "route"], buckets=bounds, registry=reference_registry)

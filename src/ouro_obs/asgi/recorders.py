@@ -90,14 +90,14 @@ class MetricsRecorder:
     The in-flight gauge rises in ``started``, before the app runs.
     """
 
-    __slots__ = ("_adders", "_finished", "_labels", "_metrics")
+    __slots__ = ("_adders", "_labels", "_metrics", "_observe")
     stage = "metrics"
 
     def __init__(self, metrics: HttpMetrics) -> None:
         self._metrics = metrics
         #: The declared request labels' values of a record; None when none are declared.
         self._labels = metrics.request_labels
-        self._finished = metrics.finished
+        self._observe = metrics.observe
         #: The in-flight increment of each method, as :meth:`HttpMetrics.in_progress_adder`
         #: gives it (read per request: a dict, not a call through the metrics).
         self._adders: dict[str, Callable[[float], None]] = {}
@@ -112,7 +112,7 @@ class MetricsRecorder:
 
     def record(self, record: RequestRecord) -> None:
         span_ids = record.span_ids
-        self._finished(
+        self._observe(
             record.method,
             record.route,
             record.status,
@@ -121,6 +121,7 @@ class MetricsRecorder:
             record.response_bytes,
             span_ids.trace_id if span_ids is not None and span_ids.sampled else None,
             () if self._labels is None else self._labels(record.scope, _headers(record)),
+            ending=True,
         )
 
 

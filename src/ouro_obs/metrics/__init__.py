@@ -1,7 +1,8 @@
 """Prometheus metrics: the HTTP instruments, the scrape's exposition, multiprocess mode.
 
-- :mod:`~ouro_obs.metrics.instruments`: :class:`HttpMetrics`, the families on an injected
-  registry and the cap on label sets;
+- :mod:`~ouro_obs.metrics.families`: the HTTP families on an injected registry;
+- :mod:`~ouro_obs.metrics.instruments`: :class:`HttpMetrics`, recording into them, and the
+  cap on label sets;
 - :mod:`~ouro_obs.metrics.fastpath`: the hot path, the only code that touches
   prometheus_client's private fields;
 - :mod:`~ouro_obs.metrics.exposition`: :func:`render_metrics` and the metrics port's server;

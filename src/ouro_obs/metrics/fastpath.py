@@ -168,16 +168,14 @@ class LockFreeCells:
     ) -> bool:
         """Add one request; False (nothing added) when called off the owner thread.
 
-        ``ending``: the request also leaves the in-flight count (False, and nothing added,
-        without ``in_flight``).
+        ``ending``: the request also leaves the in-flight count, when the cells hold it.
         """
         if get_ident() != self.owner_thread:
             return False
         if ending:
             in_flight = self.in_flight
-            if in_flight is None:
-                return False
-            in_flight._value -= 1
+            if in_flight is not None:
+                in_flight._value -= 1
         self.count._value += 1
         self.duration_sum._value += duration_seconds
         if duration_seconds <= self.duration_first_bound:

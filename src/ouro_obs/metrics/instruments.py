@@ -1,28 +1,20 @@
-"""The HTTP instruments on an injected ``CollectorRegistry``, and the cardinality guard.
+"""Recording HTTP requests into the families of :mod:`ouro_obs.metrics.families`, capped.
 
-Metric names and labels are the contract in :mod:`ouro_obs.contract` (DESIGN.md, "Metric
-contract"); the SLO generator reads the same module, so the rules query exactly what the
-middleware emits. The hot path's shortcuts are in :mod:`ouro_obs.metrics.fastpath`.
+:class:`HttpMetrics` resolves each label set's children once and never makes more than
+``max_label_sets`` of them; the hot path's shortcuts are in :mod:`ouro_obs.metrics.fastpath`.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from threading import get_ident
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
 from ouro_obs.config import ConfigError, ObservabilitySettings
-from ouro_obs.contract import (
-    METHOD_LABEL,
-    ROUTE_LABEL,
-    STATUS_LABEL,
-    WEBSOCKET_DURATION_BUCKETS,
-    MetricNames,
-)
+from ouro_obs.metrics.families import Instruments, instruments_for
 from ouro_obs.metrics.fastpath import (
     LockFreeCells,
     fast_inc,
@@ -34,129 +26,6 @@ from ouro_obs.metrics.fastpath import (
 from ouro_obs.metrics.labels import RequestLabelValues
 
 __all__ = ["HttpMetrics", "RouteInFlight"]
-
-_ROUTE_LABELS = (METHOD_LABEL, ROUTE_LABEL)
-
-
-class _Instruments:
-    """The metric families of one registry; built once per (registry, names, buckets)."""
-
-    def __init__(
-        self, registry: CollectorRegistry, names: MetricNames, settings: ObservabilitySettings
-    ):
-        self.signature = _signature(names, settings)
-        extra = settings.extra_label_names
-        static = tuple(name for name, _ in settings.static_label_pairs)
-        #: The family names ``ouro_obs_label_overflow_total{metric}`` reports.
-        self.requests_name = names.requests_total.removesuffix("_total")
-        self.duration_name = names.request_duration
-
-        def counter(name: str, documentation: str, labels: tuple[str, ...]) -> Counter:
-            return Counter(name.removesuffix("_total"), documentation, labels, registry=registry)
-
-        def route_histogram(name: str, documentation: str, buckets: Sequence[float]) -> Histogram:
-            labels = (*_ROUTE_LABELS, *extra)
-            return Histogram(name, documentation, labels, buckets=buckets, registry=registry)
-
-        self.requests = counter(
-            self.requests_name,
-            "HTTP requests completed, by method, route template and status code.",
-            (*_ROUTE_LABELS, STATUS_LABEL, *extra),
-        )
-        self.duration = route_histogram(
-            names.request_duration,
-            "Time from the request's arrival to its last response byte, in seconds.",
-            settings.duration_buckets,
-        )
-        self.in_progress_name = names.requests_in_progress
-        in_progress_labels = _ROUTE_LABELS if settings.inflight_by_route else (METHOD_LABEL,)
-        self.in_progress = Gauge(
-            names.requests_in_progress,
-            "HTTP requests being served right now.",
-            (*in_progress_labels, *static),
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
-        self.request_size = route_histogram(
-            names.request_size, "Request body bytes actually received.", settings.size_buckets
-        )
-        self.response_size = route_histogram(
-            names.response_size, "Response body bytes actually sent.", settings.size_buckets
-        )
-        self.websockets = counter(
-            names.websocket_connections_total,
-            "WebSocket connections accepted or refused, by route template.",
-            (ROUTE_LABEL, *static),
-        )
-        self.websockets_closed = counter(
-            names.websocket_connections_closed_total,
-            "WebSocket connections ended, by route template and close code.",
-            (ROUTE_LABEL, "close_code", *static),
-        )
-        self.websocket_duration = Histogram(
-            names.websocket_connection_duration,
-            "Time from a WebSocket's connect to its close, in seconds.",
-            (ROUTE_LABEL, *static),
-            buckets=WEBSOCKET_DURATION_BUCKETS,
-            registry=registry,
-        )
-        self.websocket_messages = counter(
-            names.websocket_messages_total,
-            "WebSocket messages, by route template and direction (in: received, out: sent).",
-            (ROUTE_LABEL, "direction", *static),
-        )
-        self.overflow = counter(
-            names.label_overflow_total,
-            "Observations whose route label was replaced because a metric hit its label-set cap.",
-            ("metric",),
-        )
-        self.request_label_overflow = counter(
-            names.request_label_overflow_total,
-            "Request label values replaced by the overflow value (not allowed, or over the cap).",
-            ("label",),
-        )
-        self.errors = counter(
-            names.instrumentation_errors_total,
-            "Errors inside ouro-obs instrumentation, swallowed so the request went on.",
-            ("stage",),
-        )
-
-
-def _signature(names: MetricNames, settings: ObservabilitySettings) -> tuple[object, ...]:
-    """What must agree for two middlewares to share one registry's families."""
-    return (
-        names,
-        settings.duration_buckets,
-        settings.route_duration_bucket_pairs,
-        settings.size_buckets,
-        settings.extra_label_names,
-        settings.inflight_by_route,
-    )
-
-
-_instruments_by_registry: weakref.WeakKeyDictionary[
-    CollectorRegistry, dict[MetricNames, _Instruments]
-]
-_instruments_by_registry = weakref.WeakKeyDictionary()
-_instruments_lock = threading.Lock()
-
-
-def _instruments_for(registry: CollectorRegistry, settings: ObservabilitySettings) -> _Instruments:
-    """Reuse the families already on ``registry``, so building an app twice never raises."""
-    names = MetricNames(settings.metrics_namespace)
-    with _instruments_lock:
-        per_registry = _instruments_by_registry.setdefault(registry, {})
-        existing = per_registry.get(names)
-        if existing is None:
-            existing = per_registry[names] = _Instruments(registry, names, settings)
-        elif existing.signature != _signature(names, settings):
-            raise ConfigError(
-                f"metrics named {names.request_duration!r} already exist on this registry with "
-                "other buckets or labels; use the same ones, another metrics_namespace, or "
-                "another registry"
-            )
-        return existing
-
 
 #: (method, route, status), with the request labels' values appended when declared.
 _SeriesKey = tuple[str, str, int] | tuple[str, str, int, tuple[str, ...]]
@@ -183,7 +52,7 @@ class _Series:
 
     def __init__(
         self,
-        instruments: _Instruments,
+        instruments: Instruments,
         method: str,
         route: str,
         status: str,
@@ -224,7 +93,7 @@ class HttpMetrics:
 
     def __init__(self, settings: ObservabilitySettings, registry: CollectorRegistry | None = None):
         self.registry = REGISTRY if registry is None else registry
-        self._instruments = _instruments_for(self.registry, settings)
+        self._instruments = instruments_for(self.registry, settings)
         self._cap = settings.max_label_sets
         self._overflow_label = settings.overflow_label
         directory = settings.multiprocess_dir
@@ -290,42 +159,6 @@ class HttpMetrics:
     def _in_progress_child(self, method: str) -> Gauge:
         return self._instruments.in_progress.labels(method, *self._static_values)
 
-    def finished(
-        self,
-        method: str,
-        route: str,
-        status: int,
-        duration_seconds: float,
-        request_bytes: int,
-        response_bytes: int,
-        trace_id: str | None = None,
-        labels: tuple[str, ...] = (),
-    ) -> None:
-        """A request that :meth:`started` ended: :meth:`ended`, then :meth:`observe` it.
-
-        In one step when it can: the label set's lock-free cells leave the in-flight count
-        too (on the owner thread, without an exemplar).
-        """
-        if trace_id is None and not labels and not self._status_classes:
-            series = self._series.get((method, route, status))
-            if series is not None:
-                cells = series.cells
-                if cells is not None and cells.record(
-                    duration_seconds, request_bytes, response_bytes, True
-                ):
-                    return
-        self.ended(method)
-        self.observe(
-            method,
-            route,
-            status,
-            duration_seconds,
-            request_bytes,
-            response_bytes,
-            trace_id,
-            labels,
-        )
-
     def observe(
         self,
         method: str,
@@ -336,10 +169,14 @@ class HttpMetrics:
         response_bytes: int,
         trace_id: str | None = None,
         labels: tuple[str, ...] = (),
+        *,
+        ending: bool = False,
     ) -> None:
         """Record one finished request; ``method`` must already be normalized.
 
         ``labels`` are the request labels' values (:attr:`request_labels`), if declared.
+        ``ending``: the request also leaves the in-flight count it :meth:`started` (in the
+        same step as the rest, through the label set's lock-free cells, when it can).
         """
         if self._status_classes:
             status -= status % 100
@@ -348,12 +185,16 @@ class HttpMetrics:
         if series is None:
             series = self._admit(key)
         cells = series.cells
+        # The cells leave the in-flight count themselves when it is by method (they hold its
+        # cell then); by route, RouteInFlight counts it and :meth:`ended` does nothing.
         if (
             cells is not None
             and trace_id is None
-            and cells.record(duration_seconds, request_bytes, response_bytes)
+            and cells.record(duration_seconds, request_bytes, response_bytes, ending)
         ):
             return
+        if ending:
+            self.ended(method)
         if trace_id is not None and self._exemplars:
             exemplar = {"trace_id": trace_id}
             series.requests.inc(1, exemplar)
@@ -467,7 +308,7 @@ class RouteInFlight:
 
     def __init__(
         self,
-        instruments: _Instruments,
+        instruments: Instruments,
         static_values: tuple[str, ...],
         settings: ObservabilitySettings,
         count_overflow: Callable[[str], None],
