@@ -74,8 +74,23 @@ class LatencySLI:
     kind: Literal["latency"] = "latency"
 
 
+class _AnyMetric:
+    """An SLI on metrics of its own: no route or method filter, its selectors say which
+    series count."""
+
+    __slots__ = ()
+
+    @property
+    def routes(self) -> tuple[str, ...]:
+        return ()
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return ()
+
+
 @dataclass(frozen=True, slots=True)
-class RatioSLI:
+class RatioSLI(_AnyMetric):
     """Events of any two counters: ``errors`` (or ``good``) over ``total``, as selectors.
 
     Exactly one of ``errors`` and ``good`` is set. The service's selector (and an
@@ -87,19 +102,9 @@ class RatioSLI:
     good: SeriesSelector | None = None
     kind: Literal["ratio"] = "ratio"
 
-    @property
-    def routes(self) -> tuple[str, ...]:
-        """No route filter: the selectors say which series count."""
-        return ()
-
-    @property
-    def methods(self) -> tuple[str, ...]:
-        """No method filter: the selectors say which series count."""
-        return ()
-
 
 @dataclass(frozen=True, slots=True)
-class HistogramSLI:
+class HistogramSLI(_AnyMetric):
     """Observations of any histogram above ``threshold`` (an ``le`` boundary) are bad.
 
     ``metric`` is the histogram's family name (its ``_bucket`` and ``_count`` series);
@@ -112,16 +117,6 @@ class HistogramSLI:
     matchers: tuple[Matcher, ...] = ()
     buckets: tuple[Decimal, ...] = ()
     kind: Literal["histogram"] = "histogram"
-
-    @property
-    def routes(self) -> tuple[str, ...]:
-        """No route filter: the matchers say which series count."""
-        return ()
-
-    @property
-    def methods(self) -> tuple[str, ...]:
-        """No method filter: the matchers say which series count."""
-        return ()
 
 
 SLI = AvailabilitySLI | LatencySLI | RatioSLI | HistogramSLI
