@@ -43,6 +43,8 @@ __all__ = [
 #: ticks once per delay) gets a listener for its client leaving. A request that ends sooner
 #: costs its entry in a set; a client that left sooner is seen when the listener starts.
 LISTEN_AFTER_SECONDS: Final = 0.05
+#: Read per request: a module global costs a tenth of an Enum member's lookup (3.11).
+_NO_RESPONSE: Final = Outcome.NO_RESPONSE
 
 
 class Exchange(RequestRecord):
@@ -82,7 +84,7 @@ class Exchange(RequestRecord):
         #: The path prefix the server mounted the app under.
         self.root_path = root_path
         self.route = ""
-        self.outcome = Outcome.NO_RESPONSE
+        self.outcome = _NO_RESPONSE
         self.status = 0
         self.end_time = 0.0
         self.status_sent = None

@@ -83,6 +83,8 @@ class RequestPipeline:
     recorders: tuple[Recorder, ...] = ()
     #: The request headers :meth:`begin` reads, and what for.
     header_roles: _HeaderRoles = field(default_factory=dict)
+    #: Whether :meth:`begin` reads headers, binds a request id or starts a span.
+    enters: bool = False
     #: Whether the middleware itself sends the plain 500 for an unhandled exception.
     answers_errors: bool = False
     #: The Starlette app directly inside us, when the middleware wraps one itself (the app
@@ -166,13 +168,13 @@ class RequestPipeline:
             spans=spans,
             recorders=tuple(recorders),
             header_roles=header_roles,
+            enters=bool(header_roles) or self.request_id_header is not None or spans is not None,
             answers_errors=answers_errors,
             wrapped_routes_app=_routes_app(getattr(middleware, "app", None)),
         )
 
     def begin(self, exchange: Exchange) -> None:
         """Everything that must happen before the app runs."""
-        call = self.failsafe.call
         # The two steps of every request catch their errors here rather than through
         # Failsafe.call: a call frame less each, per request.
         try:
@@ -180,11 +182,11 @@ class RequestPipeline:
         except Exception:
             self.failsafe.failed("metrics")
         if self.route_resolver is not None:
-            known: str | None = call("route", self.route_resolver, exchange.scope)
+            known: str | None = self.failsafe.call("route", self.route_resolver, exchange.scope)
             exchange.route = known or ""
         if self.route_in_flight is not None:
-            call("metrics", self._started_on_route, exchange)
-        if self.header_roles or self.request_id_header is not None or self.spans is not None:
+            self.failsafe.call("metrics", self._started_on_route, exchange)
+        if self.enters:
             try:
                 self._enter(exchange)
             except Exception:
@@ -273,12 +275,17 @@ class RequestPipeline:
             )
         if not route:
             try:  # not through Failsafe.call: a call frame less per request
-                template = self.route_templates(exchange.scope, exchange.root_path)
+                template = self.route_templates.template(exchange.scope, exchange.root_path)
             except Exception:
                 failsafe.failed("route")
                 template = None
             route = template or self.unmatched_route
-        failsafe.record(self.recorders, exchange.settle(route))
+        record = exchange.settle(route)
+        for recorder in self.recorders:  # one that raises does not stop the others
+            try:
+                recorder.record(record)
+            except Exception:
+                failsafe.failed(recorder.stage)
 
     def leave(self, exchange: Exchange) -> None:
         """Restore the context the request entered with (its span, its request id).

@@ -169,26 +169,28 @@ class LockFreeCells:
         """Add one request; False (nothing added) when called off the owner thread.
 
         ``ending``: the request also leaves the in-flight count, when the cells hold it.
+        (The cells hold floats: adding float constants keeps the interpreter's float
+        addition specialised.)
         """
         if get_ident() != self.owner_thread:
             return False
         if ending:
             in_flight = self.in_flight
             if in_flight is not None:
-                in_flight._value -= 1
-        self.count._value += 1
+                in_flight._value -= 1.0
+        self.count._value += 1.0
         self.duration_sum._value += duration_seconds
         if duration_seconds <= self.duration_first_bound:
-            self.duration_buckets[0]._value += 1
+            self.duration_buckets[0]._value += 1.0
         else:
-            self.duration_buckets[bisect_left(self.duration_bounds, duration_seconds)]._value += 1
+            self.duration_buckets[bisect_left(self.duration_bounds, duration_seconds)]._value += 1.0
         first = self.size_first_bound
         self.request_sum._value += request_bytes
         index = 0 if request_bytes <= first else bisect_left(self.size_bounds, request_bytes)
-        self.request_buckets[index]._value += 1
+        self.request_buckets[index]._value += 1.0
         self.response_sum._value += response_bytes
         index = 0 if response_bytes <= first else bisect_left(self.size_bounds, response_bytes)
-        self.response_buckets[index]._value += 1
+        self.response_buckets[index]._value += 1.0
         return True
 
 

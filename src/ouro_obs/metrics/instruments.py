@@ -169,7 +169,6 @@ class HttpMetrics:
         response_bytes: int,
         trace_id: str | None = None,
         labels: tuple[str, ...] = (),
-        *,
         ending: bool = False,
     ) -> None:
         """Record one finished request; ``method`` must already be normalized.
