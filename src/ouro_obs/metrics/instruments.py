@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 from ouro_obs.config import ConfigError, ObservabilitySettings
 from ouro_obs.metrics.families import Instruments, instruments_for
 from ouro_obs.metrics.fastpath import (
+    FileCells,
     LockFreeCells,
     fast_inc,
     fast_observe,
@@ -74,7 +75,7 @@ class _Series:
         self.observe_request_size = fast_observe(request_size)
         self.observe_response_size = fast_observe(response_size)
         #: With ``in_flight``, recording through the cells also ends the in-flight count.
-        self.cells: LockFreeCells | None = lock_free_cells(
+        self.cells: LockFreeCells | FileCells | None = lock_free_cells(
             owner_thread, self.requests, self.duration, request_size, response_size, in_flight
         )
 
