@@ -170,6 +170,15 @@ def _scrape_url(url: str, scrapes: int) -> tuple[str, list[float]]:
     return body.decode(), seconds
 
 
+#: wrk runs at most, each on new connections, for every worker to serve some requests.
+_LOAD_ATTEMPTS = 10
+
+
+def _writers(directory: Path) -> int:
+    """Workers that wrote a counter file in ``directory`` (each has its own)."""
+    return len(list(directory.glob("counter_*.db")))
+
+
 def run_multiprocess_exposition(
     workers: int = 4,
     scrapes: int = 20,
@@ -187,20 +196,30 @@ def run_multiprocess_exposition(
         script = write_lua(workdir / "shop.lua", SHOP_ROUTES)
         with serving(contenders, workdir) as (servers, _collector):
             for server in servers:
-                server.runs.append(
-                    run_wrk(
-                        server.url,
-                        threads=settings.threads,
-                        connections=settings.connections,
-                        seconds=settings.duration_seconds,
-                        script=script,
+                assert server.multiprocess_dir is not None
+                # Which worker accepts a connection is the kernel's choice: load again, on
+                # new connections, until every worker has written its files.
+                for _ in range(_LOAD_ATTEMPTS):
+                    server.runs.append(
+                        run_wrk(
+                            server.url,
+                            threads=settings.threads,
+                            connections=settings.connections,
+                            seconds=settings.duration_seconds,
+                            script=script,
+                        )
                     )
-                )
+                    if _writers(server.multiprocess_dir) >= workers:
+                        break
+                else:
+                    raise RuntimeError(
+                        f"{server.contender.name}: {_writers(server.multiprocess_dir)} of "
+                        f"{workers} workers served requests in {_LOAD_ATTEMPTS} wrk runs"
+                    )
                 check_recorded(
                     server.contender, server.runs, recorded_by(server), settings.connections
                 )
                 body, seconds = _scrape_url(server.url, scrapes)
-                assert server.multiprocess_dir is not None
                 files = len(list(server.multiprocess_dir.glob("*.db")))
                 results.append(Scrape(server.contender.name, body, seconds, files))
                 if progress is not None:

@@ -126,7 +126,7 @@ def run(script: str, directory: Path) -> str:
 def merged(directory: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """The request series of every file in ``directory``, as a scrape merges them."""
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(directory))
+    MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for metric in registry.collect()
@@ -140,7 +140,7 @@ def requests_in(path: Path) -> float:
     """The sum of every ``http_requests_total`` value one worker's counter file holds."""
     return sum(
         value
-        for key, value, *_ in MmapedDict.read_all_values_from_file(str(path))
+        for key, value, *_ in MmapedDict.read_all_values_from_file(str(path))  # type: ignore[no-untyped-call]
         if '"http_requests_total"' in key
     )
 
