@@ -250,3 +250,42 @@ async def test_an_app_that_configured_structlog_gets_its_own_renderer(
     out = capsys.readouterr().out
     assert out.startswith("event='request'")
     assert "route='/echo/{kind}'" in out
+
+
+# -- context variables the app bound --------------------------------------------------------
+
+
+async def bind_context(request: Request) -> Response:
+    structlog.contextvars.bind_contextvars(
+        tenant="acme", authorization="Bearer abc", route="/not-this", note="n" * 5000, gone=1
+    )
+    structlog.contextvars.unbind_contextvars("gone")
+    return PlainTextResponse("ok")
+
+
+async def _line_with_bound_context(logger: Any) -> dict[str, Any]:
+    capture = capture_logs()
+    app = Starlette(routes=[Route("/bound", bind_context)])
+    options = {} if logger is None else {"logger": logger}
+    app.add_middleware(ObservabilityMiddleware, registry=CollectorRegistry(), **options)
+    try:
+        async with client(app) as http:
+            await http.get("/bound")
+    finally:
+        structlog.contextvars.clear_contextvars()  # the app ran in this test's task
+    return capture.one_access_line()
+
+
+async def test_context_the_app_bound_is_written_as_the_structlog_chain_writes_it(
+    restore_logging: None,
+) -> None:
+    direct = await _line_with_bound_context(None)  # configure_logging's line, written directly
+    chain = await _line_with_bound_context(structlog.get_logger("ouro_obs.access"))
+    assert direct["tenant"] == "acme"
+    assert direct["authorization"] == "[REDACTED]"
+    assert direct["route"] == "/bound"  # the field, not the context variable of its name
+    assert direct["note"].startswith("nnn")
+    assert direct["note"].endswith(" more]")
+    assert "gone" not in direct
+    assert list(direct) == list(chain)
+    assert _without_volatile_values(direct) == _without_volatile_values(chain)

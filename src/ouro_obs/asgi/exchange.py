@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import os
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextvars import Context, Token, copy_context
 from threading import get_ident
 from time import perf_counter
@@ -96,8 +96,8 @@ class Exchange(RequestRecord):
         self.finished = False
         self.error = None
         self.request_id = None
-        #: The structlog context tokens binding the request id, to restore on leaving.
-        self.request_id_binding: Mapping[str, Token[Any]] | None = None
+        #: The token of the request id's structlog context variable, to restore on leaving.
+        self.request_id_binding: Token[Any] | None = None
         #: Added to the response start unless the app sent that header itself.
         self.response_header: tuple[bytes, bytes] | None = None
         self.user_agent = None

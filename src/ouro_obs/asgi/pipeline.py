@@ -19,14 +19,14 @@ Every step that calls instrumentation goes through the one
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
+from contextvars import Context, ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from opentelemetry import trace
 from starlette.types import Scope
-from structlog.contextvars import bind_contextvars, reset_contextvars
+from structlog.contextvars import bind_contextvars
 
 from ouro_obs.asgi.errors import (
     answers_unhandled_errors,
@@ -236,7 +236,7 @@ class RequestPipeline:
             request_id = (accepted_request_id(incoming) if incoming else None) or new_request_id()
             exchange.request_id = request_id
             exchange.response_header = (header, request_id.encode("ascii"))
-            exchange.request_id_binding = bind_contextvars(request_id=request_id)
+            exchange.request_id_binding = _REQUEST_ID_VAR.set(request_id)
         if self.spans is not None:
             self.spans.start(exchange, carrier, host)
         if exchange.request_id is not None:  # for the app: request.state.request_id
@@ -294,14 +294,34 @@ class RequestPipeline:
         """
         if exchange.span_token is not None:
             SpanRecorder.detach(exchange.span_token)
-        if exchange.request_id_binding is not None:
-            with contextlib.suppress(ValueError):  # tokens made in another context
-                reset_contextvars(**exchange.request_id_binding)
+        binding = exchange.request_id_binding
+        if binding is not None:
+            try:  # noqa: SIM105 (per request: a try costs less than contextlib.suppress)
+                _REQUEST_ID_VAR.reset(binding)
+            except ValueError:  # a token made in another context
+                pass
 
     def route_template(self, scope: Scope, root_path: str) -> str:
         """The template of a request the app has routed (the unmatched label when none)."""
         template = self.failsafe.call("route", self.route_templates, scope, root_path)
         return self.unmatched_route if template is None else template
+
+
+def _structlog_var(key: str) -> ContextVar[Any]:
+    """The context variable structlog binds ``key`` in (its ``bind_contextvars``).
+
+    Found through the token of a binding made in an empty context, so nothing is bound
+    anywhere else. Setting it is what ``bind_contextvars(key=...)`` does, without the
+    mapping of tokens and the name lookup per request; ``merge_contextvars`` and
+    ``clear_contextvars`` see it as theirs.
+    """
+    token: Any = Context().run(bind_contextvars, **{key: None})[key]
+    var: ContextVar[Any] = token.var
+    return var
+
+
+#: The request id as structlog's ``merge_contextvars`` finds it in every log line.
+_REQUEST_ID_VAR: Final = _structlog_var("request_id")
 
 
 def _routes_app(app: object) -> object:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import copy
 import logging
 import sys
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
+from contextvars import copy_context
 from json.encoder import encode_basestring_ascii
 from typing import Any, Final, TextIO
 
 import structlog
-from structlog.contextvars import merge_contextvars
+from structlog.contextvars import STRUCTLOG_KEY_PREFIX
 
 from ouro_obs.asgi.record import RequestRecord
 from ouro_obs.config import ObservabilitySettings
@@ -52,6 +53,9 @@ _FIELDS = frozenset(
     }
 )
 _FIELDS_AND_QUERY = _FIELDS | {"query"}
+#: How structlog names the context variables ``bind_contextvars`` binds.
+_STRUCTLOG_PREFIX: Final = STRUCTLOG_KEY_PREFIX
+_STRUCTLOG_PREFIX_LENGTH: Final = len(STRUCTLOG_KEY_PREFIX)
 #: A string as the JSON encoder writes it: quoted, ASCII-only, escaped (its C escaper).
 _quote: Callable[[str], str] = encode_basestring_ascii
 
@@ -134,8 +138,8 @@ class JsonAccessLines:
                 append(f",{quote(key)}:{int.__repr__(value)}")
             else:  # floats (NaN, infinities), and anything else, as the encoder writes them
                 append(f",{quote(key)}:{self._encode(value)}")
-        context: MutableMapping[str, Any] = merge_contextvars(None, level, {})
-        append(self.line_end(level, context, fields.keys()) if context else "}")
+        extra = unwritten_context(fields.keys())
+        append("}" if extra is None else self.line_end(level, extra))
         return "".join(parts)
 
     def line_start(self, level: str, event: str) -> str:
@@ -151,17 +155,28 @@ class JsonAccessLines:
             return self._bound.bounded(self._redact.redacted_text(value))
         return value
 
-    def line_end(self, level: str, context: Mapping[str, Any], written: AbstractSet[str]) -> str:
-        """The context variables not ``written`` already, redacted and bounded, and ``}``."""
-        extra = {
-            key: value
-            for key, value in context.items()
-            if key not in written and key not in _HEAD_KEYS
-        }
-        if not extra:
-            return "}"
+    def line_end(self, level: str, extra: dict[str, Any]) -> str:
+        """``extra`` (:func:`unwritten_context`) redacted and bounded, and ``}``."""
         extra = self._bound(None, level, self._redact(None, level, extra))
         return f",{self._encode(extra)[1:]}"
+
+
+def unwritten_context(written: AbstractSet[str]) -> dict[str, Any] | None:
+    """The structlog context variables bound now, but for ``written`` keys; None if none.
+
+    What ``merge_contextvars`` would add to a line holding ``written`` (the first
+    variable of a name wins, as there), in one pass over the context.
+    """
+    extra: dict[str, Any] | None = None
+    for var, value in copy_context().items():
+        name = var.name
+        if value is not Ellipsis and name.startswith(_STRUCTLOG_PREFIX):
+            key = name[_STRUCTLOG_PREFIX_LENGTH:]
+            if key not in written and key not in _HEAD_KEYS:
+                if extra is None:
+                    extra = {}
+                extra.setdefault(key, value)
+    return extra
 
 
 class AccessLog:
@@ -300,6 +315,6 @@ class AccessLog:
         if record.error is not None:
             parts.append(f',"error":{quote(checked(record.error_type or ""))}')
             written = written | {"error"}
-        context: MutableMapping[str, Any] = merge_contextvars(None, level, {})
-        parts.append(lines.line_end(level, context, written) if context.keys() - written else "}")
+        extra = unwritten_context(written)
+        parts.append("}" if extra is None else lines.line_end(level, extra))
         return "".join(parts)
