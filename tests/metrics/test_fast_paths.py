@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ouro_obs.config import ObservabilitySettings
 from ouro_obs.contract import DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS
@@ -126,3 +126,57 @@ def test_an_ending_observation_records_what_the_public_api_would_and_ends_the_in
     assert ours.get_sample_value("http_requests_in_progress", {"method": "GET"}) == 0
     labels = {"method": "GET", "route": "/r", "status": "200"}
     assert ours.get_sample_value("http_requests_total", labels) == 2 * len(cases) + 1
+
+
+def exemplars(registry: CollectorRegistry) -> dict[tuple[str, str], tuple[dict[str, str], float]]:
+    """Each sample's exemplar (labels, value) by sample name and ``le``; times left out."""
+    return {
+        (sample.name, sample.labels.get("le", "")): (sample.exemplar.labels, sample.exemplar.value)
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.exemplar is not None
+    }
+
+
+def test_exemplars_are_what_the_public_api_sets_on_the_owner_thread_and_off_it() -> None:
+    """A sampled request's exemplars (count, duration bucket), lock-free on the owner thread
+    and locked on another, around the first bound and up to +Inf; the latest one wins."""
+    cases = [(0.0, "a" * 32), (0.005, "b" * 32), (0.0051, "c" * 32), (0.3, "d" * 32)]
+    last = (11.0, "e" * 32)
+    ours = CollectorRegistry()
+    metrics = HttpMetrics(ObservabilitySettings(), ours)
+    for duration, trace_id in cases:
+        metrics.observe("GET", "/r", 200, duration, 0, 0, trace_id)
+    worker = threading.Thread(target=metrics.observe, args=("GET", "/r", 200, *last[:1], 0, 0))
+    worker.start()
+    worker.join()
+    elsewhere = threading.Thread(
+        target=metrics.observe, args=("GET", "/r", 200, 0.3, 0, 0, "f" * 32)
+    )
+    elsewhere.start()
+    elsewhere.join()
+    metrics.observe("GET", "/r", 200, *last[:1], 0, 0, last[1])
+    reference_registry = CollectorRegistry()
+    requests = Counter(
+        "http_requests", "x", ["method", "route", "status"], registry=reference_registry
+    )
+    durations = Histogram(
+        "http_request_duration_seconds",
+        "x",
+        ["method", "route"],
+        buckets=DEFAULT_DURATION_BUCKETS,
+        registry=reference_registry,
+    )
+    for duration, trace_id in [*cases, (last[0], None), (0.3, "f" * 32), last]:
+        exemplar = None if trace_id is None else {"trace_id": trace_id}
+        requests.labels("GET", "/r", "200").inc(1, exemplar)
+        durations.labels("GET", "/r").observe(duration, exemplar)
+
+    found = exemplars(ours)
+    assert found == exemplars(reference_registry)
+    assert found[("http_requests_total", "")] == ({"trace_id": "e" * 32}, 1)
+    assert found[("http_request_duration_seconds_bucket", "0.005")] == (
+        {"trace_id": "b" * 32},
+        0.005,
+    )
+    assert found[("http_request_duration_seconds_bucket", "+Inf")] == ({"trace_id": "e" * 32}, 11.0)

@@ -25,7 +25,10 @@ Two speeds, each used only where it records exactly what the public methods woul
   **every cell is an in-process MutexValue, the interpreter has a GIL, and the caller is
   the owner thread** (the first thread that built a series: the event loop's). A single
   writer under the GIL loses no update; readers (a scrape) take the lock and see a value
-  that is at most one request old. Anything else, and exemplars, take the locked path.
+  that is at most one request old. Anything else takes the locked path. An exemplar is
+  the cell's ``_exemplar`` (a ``prometheus_client.samples.Exemplar``, which the cell's
+  ``set_exemplar`` assigns under its lock): one reference assigned, which a reader sees
+  whole or not yet.
 - :class:`FileCells` (multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``): the same single
   writer, for cells backed by the worker's files. prometheus_client's file cell takes one
   lock shared by every cell and asks the kernel for the process id on every update (to
@@ -50,9 +53,11 @@ import sys
 from bisect import bisect_left
 from collections.abc import Callable
 from threading import get_ident
-from typing import Any
+from time import time
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.samples import Exemplar
 from prometheus_client.values import MutexValue
 
 __all__ = [
@@ -67,6 +72,8 @@ __all__ = [
     "lock_free_cells",
 ]
 
+#: The exemplar's label: the trace of the request it shows.
+_TRACE_ID: Final = "trace_id"
 #: Lock-free increments need the GIL (a free-threaded build could lose updates).
 LOCK_FREE_SUPPORTED = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
 
@@ -105,6 +112,8 @@ def _lock_free_problem(*children: Any) -> str | None:
                 return f"value cell is {type(cell).__name__}, not an in-process MutexValue"
             if not isinstance(getattr(cell, "_value", None), float):
                 return "MutexValue keeps no float in '_value'"
+            if not hasattr(cell, "_exemplar"):
+                return "MutexValue keeps no '_exemplar'"
     return None
 
 
@@ -207,6 +216,23 @@ class LockFreeCells:
         index = 0 if response_bytes <= first else bisect_left(self.size_bounds, response_bytes)
         self.response_buckets[index]._value += 1.0
         return True
+
+    def mark(self, trace_id: str, duration_seconds: float) -> None:
+        """Set the exemplars of the request :meth:`record` just added (on the owner thread).
+
+        What ``inc(1, exemplar)`` and ``observe(duration_seconds, exemplar)`` set, for
+        ``{"trace_id": trace_id}``: on the count, and on the duration bucket the request
+        fell in. A trace id is 32 hex digits, well inside the exemplar's 128-character
+        limit that prometheus_client checks.
+        """
+        labels = {_TRACE_ID: trace_id}
+        now = time()
+        self.count._exemplar = Exemplar(labels, 1, now)
+        if duration_seconds <= self.duration_first_bound:
+            bucket = self.duration_buckets[0]
+        else:
+            bucket = self.duration_buckets[bisect_left(self.duration_bounds, duration_seconds)]
+        bucket._exemplar = Exemplar(labels, duration_seconds, now)
 
 
 def lock_free_cells(
@@ -472,6 +498,9 @@ class FileCells:
         index = 0 if response_bytes <= first else bisect_left(self.size_bounds, response_bytes)
         self.response_size.observe(response_bytes, index)
         return True
+
+    def mark(self, trace_id: str, duration_seconds: float) -> None:
+        """Nothing: prometheus_client keeps no exemplars in multiprocess mode either."""
 
 
 def _file_adder(owner_thread: int, child: Any) -> Callable[[float], None]:

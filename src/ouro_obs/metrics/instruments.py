@@ -187,11 +187,11 @@ class HttpMetrics:
         cells = series.cells
         # The cells leave the in-flight count themselves when it is by method (they hold its
         # cell then); by route, RouteInFlight counts it and :meth:`ended` does nothing.
-        if (
-            cells is not None
-            and trace_id is None
-            and cells.record(duration_seconds, request_bytes, response_bytes, ending)
+        if cells is not None and cells.record(
+            duration_seconds, request_bytes, response_bytes, ending
         ):
+            if trace_id is not None and self._exemplars:
+                cells.mark(trace_id, duration_seconds)
             return
         if ending:
             self.ended(method)
