@@ -141,7 +141,12 @@ def exemplars(registry: CollectorRegistry) -> dict[tuple[str, str], tuple[dict[s
 def test_exemplars_are_what_the_public_api_sets_on_the_owner_thread_and_off_it() -> None:
     """A sampled request's exemplars (count, duration bucket), lock-free on the owner thread
     and locked on another, around the first bound and up to +Inf; the latest one wins."""
-    cases = [(0.0, "a" * 32), (0.005, "b" * 32), (0.0051, "c" * 32), (0.3, "d" * 32)]
+    cases: list[tuple[float, str | None]] = [
+        (0.0, "a" * 32),
+        (0.005, "b" * 32),
+        (0.0051, "c" * 32),
+        (0.3, "d" * 32),
+    ]
     last = (11.0, "e" * 32)
     ours = CollectorRegistry()
     metrics = HttpMetrics(ObservabilitySettings(), ours)
