@@ -349,6 +349,39 @@ async def test_building_the_app_twice_on_one_registry_serves_each_series_once(
     assert count_of(samples, http_route="/items/{item_id}") == 2
 
 
+PROMETHEUS_HTTP_FAMILIES = {
+    "http_requests",
+    "http_request_duration_seconds",
+    "http_requests_in_progress",
+    "http_request_size_bytes",
+    "http_response_size_bytes",
+}
+
+
+async def families_served(app: Starlette) -> set[str]:
+    async with client(app) as http:
+        text = (await http.get("/metrics")).text
+    return {family.name for family in text_string_to_metric_families(text)}
+
+
+async def test_the_prometheus_backends_http_families_are_served_only_beside_that_backend(
+    registry: CollectorRegistry,
+) -> None:
+    otel = shop(registry)
+    await get_all(otel, "/items/1")
+    served = await families_served(otel)
+    assert not served & PROMETHEUS_HTTP_FAMILIES
+    assert {"http_server_request_duration_seconds", "ouro_obs_instrumentation_errors"} <= served
+    assert "websocket_connections" in served
+    # A Prometheus-backend app on the same registry brings them, and records into them.
+    prometheus = shop(registry, metrics_backend="prometheus")
+    await get_all(prometheus, "/items/2")
+    assert await families_served(prometheus) >= PROMETHEUS_HTTP_FAMILIES
+    labels = {"method": "GET", "route": "/items/{item_id}", "status": "200"}
+    assert registry.get_sample_value("http_requests_total", labels) == 1
+    assert count_of(await scrape(otel), http_route="/items/{item_id}") == 1
+
+
 async def test_concurrent_requests_all_end_up_counted(registry: CollectorRegistry) -> None:
     app = shop(registry)
     async with client(app) as http:

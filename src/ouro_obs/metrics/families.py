@@ -28,29 +28,50 @@ ROUTE_LABELS = (METHOD_LABEL, ROUTE_LABEL)
 
 
 class Instruments:
-    """The metric families of one registry; built once per (registry, names, buckets)."""
+    """The metric families of one registry; built once per (registry, names, buckets).
+
+    The HTTP request families (count, duration, in flight, sizes) are on the registry only
+    once a Prometheus-backend middleware uses them (``http``, :meth:`expose_http`): in the
+    OpenTelemetry mode the semantic-convention instruments stand for them, and an empty
+    ``http_requests_total`` beside ``http_server_request_duration_seconds`` would be one
+    more family to wonder about. The WebSocket and ``ouro_obs_*`` families are always there.
+    """
 
     def __init__(
-        self, registry: CollectorRegistry, names: MetricNames, settings: ObservabilitySettings
+        self,
+        registry: CollectorRegistry,
+        names: MetricNames,
+        settings: ObservabilitySettings,
+        *,
+        http: bool = True,
     ):
         self.signature = _signature(names, settings)
+        self._registry = registry
+        self._http_exposed = False
         extra = settings.extra_label_names
         static = tuple(name for name, _ in settings.static_label_pairs)
         #: The family names ``ouro_obs_label_overflow_total{metric}`` reports.
         self.requests_name = names.requests_total.removesuffix("_total")
         self.duration_name = names.request_duration
 
-        def counter(name: str, documentation: str, labels: tuple[str, ...]) -> Counter:
+        def counter(
+            name: str,
+            documentation: str,
+            labels: tuple[str, ...],
+            registry: CollectorRegistry | None = registry,
+        ) -> Counter:
             return Counter(name.removesuffix("_total"), documentation, labels, registry=registry)
 
         def route_histogram(name: str, documentation: str, buckets: Sequence[float]) -> Histogram:
             labels = (*ROUTE_LABELS, *extra)
-            return Histogram(name, documentation, labels, buckets=buckets, registry=registry)
+            return Histogram(name, documentation, labels, buckets=buckets, registry=None)
 
+        # The HTTP families, built off the registry and put on it by expose_http.
         self.requests = counter(
             self.requests_name,
             "HTTP requests completed, by method, route template and status code.",
             (*ROUTE_LABELS, STATUS_LABEL, *extra),
+            None,
         )
         self.duration = route_histogram(
             names.request_duration,
@@ -63,7 +84,7 @@ class Instruments:
             names.requests_in_progress,
             "HTTP requests being served right now.",
             (*in_progress_labels, *static),
-            registry=registry,
+            registry=None,
             multiprocess_mode="livesum",
         )
         self.request_size = route_histogram(
@@ -72,6 +93,8 @@ class Instruments:
         self.response_size = route_histogram(
             names.response_size, "Response body bytes actually sent.", settings.size_buckets
         )
+        if http:  # first, so /metrics lists them first, as it always has
+            self.expose_http()
         self.websockets = counter(
             names.websocket_connections_total,
             "WebSocket connections accepted or refused, by route template.",
@@ -110,6 +133,20 @@ class Instruments:
             ("stage",),
         )
 
+    def expose_http(self) -> None:
+        """Put the HTTP request families on the registry, once."""
+        if self._http_exposed:
+            return
+        self._http_exposed = True
+        for family in (
+            self.requests,
+            self.duration,
+            self.in_progress,
+            self.request_size,
+            self.response_size,
+        ):
+            self._registry.register(family)
+
 
 def _signature(names: MetricNames, settings: ObservabilitySettings) -> tuple[object, ...]:
     """What must agree for two middlewares to share one registry's families."""
@@ -130,18 +167,25 @@ _instruments_by_registry = weakref.WeakKeyDictionary()
 _instruments_lock = threading.Lock()
 
 
-def instruments_for(registry: CollectorRegistry, settings: ObservabilitySettings) -> Instruments:
-    """Reuse the families already on ``registry``, so building an app twice never raises."""
+def instruments_for(
+    registry: CollectorRegistry, settings: ObservabilitySettings, *, http: bool = True
+) -> Instruments:
+    """Reuse the families already on ``registry``, so building an app twice never raises.
+
+    ``http``: the HTTP request families are to be on the registry (the Prometheus backend).
+    """
     names = MetricNames(settings.metrics_namespace)
     with _instruments_lock:
         per_registry = _instruments_by_registry.setdefault(registry, {})
         existing = per_registry.get(names)
         if existing is None:
-            existing = per_registry[names] = Instruments(registry, names, settings)
+            existing = per_registry[names] = Instruments(registry, names, settings, http=http)
         elif existing.signature != _signature(names, settings):
             raise ConfigError(
                 f"metrics named {names.request_duration!r} already exist on this registry with "
                 "other buckets or labels; use the same ones, another metrics_namespace, or "
                 "another registry"
             )
+        elif http:
+            existing.expose_http()
         return existing

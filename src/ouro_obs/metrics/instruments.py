@@ -94,7 +94,9 @@ class HttpMetrics:
 
     def __init__(self, settings: ObservabilitySettings, registry: CollectorRegistry | None = None):
         self.registry = REGISTRY if registry is None else registry
-        self._instruments = instruments_for(self.registry, settings)
+        self._instruments = instruments_for(
+            self.registry, settings, http=settings.metrics_backend != "opentelemetry"
+        )
         self._cap = settings.max_label_sets
         self._overflow_label = settings.overflow_label
         directory = settings.multiprocess_dir
