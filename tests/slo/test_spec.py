@@ -121,6 +121,39 @@ def test_an_openslo_file_imports_as_the_same_spec_as_its_native_twin() -> None:
     assert imported == native
 
 
+OPENSLO_RUNBOOK = "    ouro-obs.dev/runbook-base-url: https://runbooks.example.com/shop\n"
+
+
+def test_an_openslo_slos_grouping_comes_from_its_annotations() -> None:
+    text = (TESTDATA / "openslo" / "shop.openslo.yaml").read_text()
+    grouped = text.replace(
+        OPENSLO_RUNBOOK,
+        OPENSLO_RUNBOOK
+        + "    ouro-obs.dev/group-by: route, method\n    ouro-obs.dev/max-groups: '50'\n",
+        1,
+    )
+    native = (TESTDATA / "openslo" / "shop.native.yaml").read_text()
+    native_grouped = native.replace(
+        "    window: 28d\n", "    window: 28d\n    group_by: [route, method]\n    max_groups: 50\n"
+    )
+    imported = parse_spec(grouped, "shop.openslo.yaml")
+    assert imported == parse_spec(native_grouped, "shop.yaml")
+    assert imported.slos[0].group_by == ("route", "method")
+    assert imported.slos[1].group_by == ()
+
+
+def test_a_bad_grouping_annotation_is_refused_with_its_place() -> None:
+    text = (TESTDATA / "openslo" / "shop.openslo.yaml").read_text()
+    annotations = "    ouro-obs.dev/group-by: route\n    ouro-obs.dev/max-groups: lots\n"
+    broken = text.replace(OPENSLO_RUNBOOK, OPENSLO_RUNBOOK + annotations, 1)
+    with pytest.raises(SpecError) as raised:
+        parse_spec(broken, "shop.openslo.yaml")
+    assert str(raised.value) == (
+        "shop.openslo.yaml:11: metadata.annotations.ouro-obs.dev/max-groups: "
+        "must be a whole number of groups, e.g. 100"
+    )
+
+
 def test_an_openslo_query_ouro_obs_cannot_map_is_refused_with_its_place() -> None:
     text = (TESTDATA / "openslo" / "shop.openslo.yaml").read_text()
     broken = text.replace('status!~"5.."', 'code!~"5.."')

@@ -4,8 +4,8 @@ A loader, not a second validator: it maps each OpenSLO field onto the ouro-obs f
 means, remembers the OpenSLO line and path of each one, and hands the result to
 :func:`ouro_obs.slo.spec.validate.build_spec`, so an imported file gets the same checks
 and messages as a native one, naming the OpenSLO field (``spec.objectives[0]``).
-What OpenSLO cannot say (the runbook, Grafana's URL, the namespace) comes from
-``ouro-obs.dev/...`` annotations on the SLO.
+What OpenSLO cannot say (the runbook, Grafana's URL, the namespace, an SLO's grouping)
+comes from ``ouro-obs.dev/...`` annotations on the SLO.
 """
 
 from __future__ import annotations
@@ -23,13 +23,19 @@ from ouro_obs.slo.spec.errors import FieldPath, SpecError, SpecIssue, format_pat
 from ouro_obs.slo.spec.model import API_VERSION, OPENSLO_API_VERSION
 from ouro_obs.slo.spec.yaml_lines import Document, nearest_line
 
-__all__ = ["OPENSLO_ANNOTATIONS", "from_openslo"]
+__all__ = ["OPENSLO_ANNOTATIONS", "OPENSLO_SLO_ANNOTATIONS", "from_openslo"]
 
 #: Where ouro-obs settings that OpenSLO has no field for live on an imported SLO.
 OPENSLO_ANNOTATIONS = {
     "ouro-obs.dev/runbook-base-url": "runbook_base_url",
     "ouro-obs.dev/grafana-url": "grafana_url",
     "ouro-obs.dev/namespace": "namespace",
+}
+#: Per-SLO settings OpenSLO has no field for: annotation -> ouro-obs field of the SLO.
+#: Annotation values are strings: ``group-by`` is a comma-separated list of labels.
+OPENSLO_SLO_ANNOTATIONS = {
+    "ouro-obs.dev/group-by": "group_by",
+    "ouro-obs.dev/max-groups": "max_groups",
 }
 #: ouro-obs field of an SLO -> where an OpenSLO SLO document says it.
 _SLO_FIELDS: Mapping[str, FieldPath] = {
@@ -335,7 +341,23 @@ class _Native:
             self.lines[(*slo_path, field_name)] = _line(doc.lines, openslo_path)
             self.aliases[(*slo_path, field_name)] = format_path(openslo_path)
         self.lines[slo_path] = doc.lines.get((), 1)
+        self._slo_annotations(doc, slo, slo_path)
         self._metadata(doc)
+
+    def _slo_annotations(self, doc: Document, slo: dict[str, Any], slo_path: FieldPath) -> None:
+        """The SLO's ``ouro-obs.dev/group-by`` and ``max-groups``, as its fields."""
+        annotations = _dict(_dict(doc.value.get("metadata")).get("annotations"))
+        for key, target in OPENSLO_SLO_ANNOTATIONS.items():
+            if key not in annotations:
+                continue
+            value = annotations[key]
+            if target == "group_by" and isinstance(value, str):
+                value = [label.strip() for label in value.split(",")]
+            elif target == "max_groups" and isinstance(value, str) and value.strip().isdigit():
+                value = int(value)
+            slo[target] = value
+            self.lines[(*slo_path, target)] = _line(doc.lines, ("metadata", "annotations", key))
+            self.aliases[(*slo_path, target)] = f"metadata.annotations.{key}"
 
     def _metadata(self, doc: Document) -> None:
         metadata = _dict(doc.value.get("metadata"))
