@@ -1,7 +1,8 @@
 """The prometheus_client internals the metrics fast path relies on, and what it records.
 
 If the first test fails after a prometheus_client upgrade, adapt
-``src/ouro_obs/metrics/fastpath.py`` (the only module touching those internals) or pin the
+``src/ouro_obs/metrics/fastpath.py`` and ``filecells.py`` (the only modules touching those
+internals) or pin the
 version it was written for; its message names the attribute and the installed version.
 """
 

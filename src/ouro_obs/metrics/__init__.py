@@ -3,8 +3,9 @@
 - :mod:`~ouro_obs.metrics.families`: the HTTP families on an injected registry;
 - :mod:`~ouro_obs.metrics.instruments`: :class:`HttpMetrics`, recording into them, and the
   cap on label sets;
-- :mod:`~ouro_obs.metrics.fastpath`: the hot path, the only code that touches
-  prometheus_client's private fields;
+- :mod:`~ouro_obs.metrics.fastpath`: the hot path, and
+  :mod:`~ouro_obs.metrics.filecells`, its cells in multiprocess mode's files: the only code
+  that touches prometheus_client's private fields;
 - :mod:`~ouro_obs.metrics.exposition`: :func:`render_metrics` and the metrics port's server;
 - :mod:`~ouro_obs.metrics.multiprocess`: gunicorn hooks and the start-up launcher.
 
