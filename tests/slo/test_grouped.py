@@ -103,7 +103,10 @@ def test_max_groups_without_group_by_is_refused() -> None:
     text = SPEC.replace(
         "    sli: {kind: availability}", "    max_groups: 5\n    sli: {kind: availability}"
     )
-    with pytest.raises(SpecError, match=r"slos\[1\].max_groups: only applies to a grouped SLO"):
+    with pytest.raises(
+        SpecError,
+        match=r"slos\[1\].max_groups: only applies to a grouped SLO; add slos\[1\].group_by$",
+    ):
         parse_spec(text)
 
 

@@ -154,6 +154,18 @@ def test_a_bad_grouping_annotation_is_refused_with_its_place() -> None:
     )
 
 
+def test_max_groups_without_group_by_names_the_annotation_to_add() -> None:
+    text = (TESTDATA / "openslo" / "shop.openslo.yaml").read_text()
+    annotations = "    ouro-obs.dev/max-groups: '50'\n"
+    broken = text.replace(OPENSLO_RUNBOOK, OPENSLO_RUNBOOK + annotations, 1)
+    with pytest.raises(SpecError) as raised:
+        parse_spec(broken, "shop.openslo.yaml")
+    assert str(raised.value) == (
+        "shop.openslo.yaml:10: metadata.annotations.ouro-obs.dev/max-groups: "
+        "only applies to a grouped SLO; add metadata.annotations.ouro-obs.dev/group-by"
+    )
+
+
 def test_an_openslo_query_ouro_obs_cannot_map_is_refused_with_its_place() -> None:
     text = (TESTDATA / "openslo" / "shop.openslo.yaml").read_text()
     broken = text.replace('status!~"5.."', 'code!~"5.."')

@@ -89,7 +89,8 @@ def check_grouping(
         if isinstance(sli, dict):
             _one_value_filter(checker, group_path, labels, sli)
     if "max_groups" in slo and not labels:
-        checker.error((*path, "max_groups"), "only applies to a grouped SLO; add group_by")
+        message = f"only applies to a grouped SLO; add {checker.shown(group_path)}"
+        checker.error((*path, "max_groups"), message)
         return None
     max_groups = _max_groups(checker, (*path, "max_groups"), slo.get("max_groups"))
     if max_groups is None:

@@ -348,6 +348,8 @@ class _Native:
         """The SLO's ``ouro-obs.dev/group-by`` and ``max-groups``, as its fields."""
         annotations = _dict(_dict(doc.value.get("metadata")).get("annotations"))
         for key, target in OPENSLO_SLO_ANNOTATIONS.items():
+            # Named so even where absent: a hint to add one names the annotation.
+            self.aliases[(*slo_path, target)] = f"metadata.annotations.{key}"
             if key not in annotations:
                 continue
             value = annotations[key]
@@ -357,7 +359,6 @@ class _Native:
                 value = int(value)
             slo[target] = value
             self.lines[(*slo_path, target)] = _line(doc.lines, ("metadata", "annotations", key))
-            self.aliases[(*slo_path, target)] = f"metadata.annotations.{key}"
 
     def _metadata(self, doc: Document) -> None:
         metadata = _dict(doc.value.get("metadata"))
