@@ -142,28 +142,31 @@ def test_an_openslo_slos_grouping_comes_from_its_annotations() -> None:
     assert imported.slos[1].group_by == ()
 
 
-def test_a_bad_grouping_annotation_is_refused_with_its_place() -> None:
+@pytest.mark.parametrize(
+    ("annotations", "expected"),
+    [
+        pytest.param(
+            "    ouro-obs.dev/group-by: route\n    ouro-obs.dev/max-groups: lots\n",
+            "shop.openslo.yaml:11: metadata.annotations.ouro-obs.dev/max-groups: "
+            "must be a whole number of groups, e.g. 100",
+            id="max-groups not a number",
+        ),
+        pytest.param(
+            "    ouro-obs.dev/max-groups: '50'\n",
+            "shop.openslo.yaml:10: metadata.annotations.ouro-obs.dev/max-groups: "
+            "only applies to a grouped SLO; add metadata.annotations.ouro-obs.dev/group-by",
+            id="max-groups without group-by names the annotation to add",
+        ),
+    ],
+)
+def test_a_bad_grouping_annotation_is_refused_with_its_place(
+    annotations: str, expected: str
+) -> None:
     text = (TESTDATA / "openslo" / "shop.openslo.yaml").read_text()
-    annotations = "    ouro-obs.dev/group-by: route\n    ouro-obs.dev/max-groups: lots\n"
     broken = text.replace(OPENSLO_RUNBOOK, OPENSLO_RUNBOOK + annotations, 1)
     with pytest.raises(SpecError) as raised:
         parse_spec(broken, "shop.openslo.yaml")
-    assert str(raised.value) == (
-        "shop.openslo.yaml:11: metadata.annotations.ouro-obs.dev/max-groups: "
-        "must be a whole number of groups, e.g. 100"
-    )
-
-
-def test_max_groups_without_group_by_names_the_annotation_to_add() -> None:
-    text = (TESTDATA / "openslo" / "shop.openslo.yaml").read_text()
-    annotations = "    ouro-obs.dev/max-groups: '50'\n"
-    broken = text.replace(OPENSLO_RUNBOOK, OPENSLO_RUNBOOK + annotations, 1)
-    with pytest.raises(SpecError) as raised:
-        parse_spec(broken, "shop.openslo.yaml")
-    assert str(raised.value) == (
-        "shop.openslo.yaml:10: metadata.annotations.ouro-obs.dev/max-groups: "
-        "only applies to a grouped SLO; add metadata.annotations.ouro-obs.dev/group-by"
-    )
+    assert str(raised.value) == expected
 
 
 def test_an_openslo_query_ouro_obs_cannot_map_is_refused_with_its_place() -> None:
