@@ -94,6 +94,16 @@ def test_the_line_is_the_same_once_the_kept_texts_are_full() -> None:
     assert json.loads("{" + direct[-1])["user_agent"] == "agent/1199"
 
 
+def test_a_host_or_user_agent_of_another_type_is_still_written() -> None:
+    records = [
+        _record("/", None, [["10.0.0.9"], 1], user_agent=bytearray(b"probe/2")) for _ in range(2)
+    ]
+    direct, generic = _direct_and_generic(records, ObservabilitySettings())
+    assert direct == generic
+    line = json.loads("{" + direct[1])
+    assert (line["client"], line["user_agent"]) == ("['10.0.0.9']", "probe/2")
+
+
 def test_span_ids_errors_and_queries_are_written_as_the_generic_rendering() -> None:
     span = SpanIds("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331", True)
     records = [

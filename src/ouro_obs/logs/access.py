@@ -329,13 +329,15 @@ class AccessLog:
         client = scope.get("client")
         client_json = "null"
         if client:
-            host = client[0]
+            host = str(client[0])  # the key too: a server's host of another type is written
             client_json = self._client_texts.get(host) or self._text(
-                self._client_texts, host, _quote(lines.checked(safe_text(str(host), limit)))
+                self._client_texts, host, _quote(lines.checked(safe_text(host, limit)))
             )
         user_agent = record.user_agent
         agent_json = "null"
         if user_agent is not None:
+            if type(user_agent) is not bytes:  # a bytearray or memoryview: not a key
+                user_agent = bytes(user_agent)
             agent_json = self._agent_texts.get(user_agent) or self._text(
                 self._agent_texts,
                 user_agent,
