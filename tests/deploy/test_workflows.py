@@ -170,6 +170,18 @@ def test_ci_runs_the_test_suite_and_fails_on_stale_generated_files() -> None:
     assert "kubectl kustomize" in runs
 
 
+def test_ci_tests_every_python_the_package_declares() -> None:
+    declared = re.findall(
+        r'"Programming Language :: Python :: (3\.\d+)"', (REPO_ROOT / "pyproject.toml").read_text()
+    )
+    job = _load("ci.yml")["jobs"]["test"]
+    assert job["strategy"]["matrix"]["python"] == declared == ["3.11", "3.12", "3.13"]
+    setup = next(step for step in job["steps"] if "setup-python" in str(step.get("uses")))
+    assert setup["with"]["python-version"] == "${{ matrix.python }}"
+    suite = next(step for step in job["steps"] if "scripts/test.sh" in str(step.get("run")))
+    assert suite["env"]["PYTHON"] == "python${{ matrix.python }}"
+
+
 def test_release_goes_build_scan_sign_staging_gate_prod() -> None:
     positions = {stage: RELEASE_STEPS.index(step) for stage, step in STAGES.items()}
     assert sorted(positions, key=positions.__getitem__) == list(STAGES)
