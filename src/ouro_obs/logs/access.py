@@ -59,7 +59,6 @@ _STRUCTLOG_PREFIX_LENGTH: Final = len(STRUCTLOG_KEY_PREFIX)
 #: The well-known keys after the timestamp, by level, with the comma before the fields.
 _INFO_HEAD: Final = f'"level":"info","logger":"{ACCESS_LOGGER_NAME}","event":"request",'
 _ERROR_HEAD: Final = f'"level":"error","logger":"{ACCESS_LOGGER_NAME}","event":"request",'
-_DQ: Final = '"'
 #: Most route, client and user-agent texts kept per access log (each): beyond them a
 #: text is made for every line (a client sending random user agents fills no memory).
 _TEXT_CACHE_LIMIT: Final = 512
@@ -320,9 +319,9 @@ class AccessLog:
         scope = record.scope
         status = record.status
         route = record.route
-        route_json = self._route_texts.get(route)
-        if route_json is None:
-            route_json = self._text(self._route_texts, route, _quote(lines.checked(route)))
+        route_json = self._route_texts.get(route) or self._text(
+            self._route_texts, route, _quote(lines.checked(route))
+        )
         path = safe_text(scope["path"], limit)
         if "=" in path:
             path = lines.checked(path)
@@ -344,6 +343,7 @@ class AccessLog:
                 _quote(lines.checked(safe_text(user_agent.decode("latin-1"), limit))),
             )
         request_id = record.request_id
+        request_id_json = "null" if request_id is None else f'"{request_id}"'
         span_ids = record.span_ids
         ids_json = '"trace_id":null,"span_id":null'
         if span_ids is not None:
@@ -355,8 +355,7 @@ class AccessLog:
             f'"path":{_quote(path)},"status":{status},"duration_ms":{duration_ms(record)!r},'
             f'"request_bytes":{record.request_bytes},"response_bytes":{record.response_bytes},'
             f'"client":{client_json},"user_agent":{agent_json},'
-            f'"request_id":{"null" if request_id is None else f"{_DQ}{request_id}{_DQ}"},'
-            f"{ids_json}"
+            f'"request_id":{request_id_json},{ids_json}'
         ]
         written = _FIELDS
         query: bytes = scope.get("query_string", b"")
