@@ -123,9 +123,7 @@ def test_duration_is_rounded_to_the_microsecond_as_round_would() -> None:
     rng = random.Random(7)
     for _ in range(20_000):
         seconds = rng.random() * rng.choice([1e-4, 1e-2, 1.0, 100.0])
-        record = _record("/", None, None, start_time=50.0, end_time=50.0 + seconds)
-        elapsed = record.end_time - record.start_time
-        assert duration_ms(record) == round(elapsed * 1000.0, 3)
+        assert duration_ms(seconds) == round(seconds * 1000.0, 3)
 
 
 def test_the_timestamp_is_now_in_utc_to_the_microsecond() -> None:
@@ -136,7 +134,7 @@ def test_the_timestamp_is_now_in_utc_to_the_microsecond() -> None:
     for text in (first, second):
         assert ISO_UTC.match(text)
         written = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-        assert before.replace(microsecond=0) <= written <= after
+        assert before <= written <= after
 
 
 @pytest.mark.parametrize("micros", [0, 7, 999_999])

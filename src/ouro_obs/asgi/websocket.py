@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ouro_obs.asgi.pipeline import RequestPipeline
 from ouro_obs.asgi.recorders import Failsafe
+from ouro_obs.logs.access import duration_ms
 from ouro_obs.metrics import HttpMetrics
 from ouro_obs.tracing.spans import encodable
 
@@ -130,7 +131,7 @@ class _AccessLine:
         fields: dict[str, Any] = {
             "route": record.route,
             "close_code": record.close_code,
-            "duration_ms": round(record.duration_seconds * 1000.0, 3),
+            "duration_ms": duration_ms(record.duration_seconds),
             "messages_in": record.messages_in,
             "messages_out": record.messages_out,
             "trace_id": format(context.trace_id, "032x") if context else None,

@@ -56,9 +56,15 @@ _FIELDS_AND_QUERY = _FIELDS | {"query"}
 #: How structlog names the context variables ``bind_contextvars`` binds.
 _STRUCTLOG_PREFIX: Final = STRUCTLOG_KEY_PREFIX
 _STRUCTLOG_PREFIX_LENGTH: Final = len(STRUCTLOG_KEY_PREFIX)
-#: The well-known keys after the timestamp, by level, with the comma before the fields.
-_INFO_HEAD: Final = f'"level":"info","logger":"{ACCESS_LOGGER_NAME}","event":"request",'
-_ERROR_HEAD: Final = f'"level":"error","logger":"{ACCESS_LOGGER_NAME}","event":"request",'
+
+
+def _head(level: str) -> str:
+    """A request line's well-known keys after the timestamp, and the comma before its fields."""
+    return f'"level":"{level}","logger":"{ACCESS_LOGGER_NAME}","event":"request",'
+
+
+_INFO_HEAD: Final = _head("info")
+_ERROR_HEAD: Final = _head("error")
 #: Most route, client and user-agent texts kept per access log (each): beyond them a
 #: text is made for every line (a client sending random user agents fills no memory).
 _TEXT_CACHE_LIMIT: Final = 512
@@ -189,13 +195,13 @@ def unwritten_context(written: AbstractSet[str]) -> dict[str, Any] | None:
     return extra
 
 
-def duration_ms(record: RequestRecord) -> float:
-    """The request's duration in milliseconds, to the microsecond.
+def duration_ms(seconds: float) -> float:
+    """A duration in milliseconds, to the microsecond, as the access lines write it.
 
     The same value as ``round(seconds * 1000, 3)``, from the rounded count of
     microseconds: a third of ``round``'s work with a number of digits.
     """
-    return round((record.end_time - record.start_time) * 1_000_000.0) / 1000.0
+    return round(seconds * 1_000_000.0) / 1000.0
 
 
 class AccessLog:
@@ -286,7 +292,7 @@ class AccessLog:
             "route": record.route,
             "path": safe_text(scope["path"], limit),
             "status": record.status,
-            "duration_ms": duration_ms(record),
+            "duration_ms": duration_ms(record.end_time - record.start_time),
             "request_bytes": record.request_bytes,
             "response_bytes": record.response_bytes,
             "client": safe_text(str(client[0]), limit) if client else None,
@@ -318,6 +324,7 @@ class AccessLog:
         limit = self._limit
         scope = record.scope
         status = record.status
+        error = status >= _ERROR_STATUS
         route = record.route
         route_json = self._route_texts.get(route) or self._text(
             self._route_texts, route, _quote(lines.checked(route))
@@ -350,9 +357,9 @@ class AccessLog:
             ids_json = f'"trace_id":"{span_ids.trace_id}","span_id":"{span_ids.span_id}"'
         parts = [
             f'{{"timestamp":"{lines.timestamp()}",'
-            f"{_ERROR_HEAD if status >= _ERROR_STATUS else _INFO_HEAD}"
+            f"{_ERROR_HEAD if error else _INFO_HEAD}"
             f'"method":"{record.method}","route":{route_json},'
-            f'"path":{_quote(path)},"status":{status},"duration_ms":{duration_ms(record)!r},'
+            f'"path":{_quote(path)},"status":{status},"duration_ms":{duration_ms(record.end_time - record.start_time)!r},'
             f'"request_bytes":{record.request_bytes},"response_bytes":{record.response_bytes},'
             f'"client":{client_json},"user_agent":{agent_json},'
             f'"request_id":{request_id_json},{ids_json}'
@@ -367,10 +374,7 @@ class AccessLog:
             parts.append(f',"error":{_quote(lines.checked(record.error_type or ""))}')
             written = written | {"error"}
         extra = unwritten_context(written)
-        if extra is None:
-            parts.append("}")
-        else:
-            parts.append(lines.line_end("error" if status >= _ERROR_STATUS else "info", extra))
+        parts.append("}" if extra is None else lines.line_end("error" if error else "info", extra))
         return "".join(parts)
 
     @staticmethod
