@@ -201,11 +201,9 @@ def _exporter(config: TracingConfig, endpoint: str | None, timeout: float | None
     if config.exporter == "console":
         return ConsoleSpanExporter()
     # Imported here: only an OTLP set-up pays for requests/protobuf at start-up.
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
-        OTLPSpanExporter,
-    )
+    from ouro_obs.tracing.otlp import OtlpHttpSpanExporter  # noqa: PLC0415
 
-    return OTLPSpanExporter(endpoint=endpoint or config.endpoint, timeout=timeout)
+    return OtlpHttpSpanExporter(endpoint=endpoint or config.endpoint, timeout=timeout)
 
 
 def configure_tracing(
