@@ -120,6 +120,10 @@ def _metrics_groups(stack: str) -> list[Group]:
     ]
 
 
+#: opentelemetry-instrumentation-asgi exporting as ouro-obs does: the like-for-like peer.
+OTEL_SAME_ENCODING = "otel-asgi alone, 100 %, ouro-obs's exporter"
+
+
 def _full_stack_group() -> Group:
     def full(name: str, factory: str, service: str, ratio: float, lines: bool) -> Contender:
         return Contender(
@@ -133,6 +137,13 @@ def _full_stack_group() -> Group:
             Contender("bare FastAPI", "bare_fastapi"),
             full("ouro-obs full stack, 100 %", "ouro_obs_full_fastapi", "ouro-full-100", 1.0, True),
             full("otel-asgi alone, 100 %", "otel_asgi_full_fastapi", "otel-asgi-100", 1.0, False),
+            full(
+                OTEL_SAME_ENCODING,
+                "otel_asgi_full_ouro_encoding_fastapi",
+                "otel-asgi-ouro-100",
+                1.0,
+                False,
+            ),
             full("ouro-obs full stack, 10 %", "ouro_obs_full_fastapi", "ouro-full-10", 0.1, True),
             full("otel-asgi alone, 10 %", "otel_asgi_full_fastapi", "otel-asgi-10", 0.1, False),
         ),
@@ -140,8 +151,11 @@ def _full_stack_group() -> Group:
         "sampled request; spans go through the SDK's batch processor and the OTLP/HTTP "
         "protobuf exporter to a rotel collector on loopback (queue "
         f"{SPAN_QUEUE_SIZE:,}, other OTEL_BSP_* defaults; parent-based ratio sampling from "
-        "OTEL_TRACES_SAMPLER). opentelemetry-instrumentation-asgi runs its defaults (three "
-        "spans per request) with the same provider set-up and exporter.",
+        "OTEL_TRACES_SAMPLER). ouro-obs exports with its own `OtlpHttpSpanExporter` (the "
+        "SDK's OTLP/HTTP exporter with its encoding written straight to protobuf bytes, the "
+        "same bytes), as `configure_tracing()` sets it up. opentelemetry-instrumentation-asgi "
+        "runs its defaults (three spans per request) with the same provider set-up and the "
+        "SDK's `OTLPSpanExporter`, and once more with ouro-obs's exporter.",
     )
 
 

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from benchmarks.contenders import Group
+from benchmarks.contenders import OTEL_SAME_ENCODING, Group
 from benchmarks.servers import ServerResults
 from benchmarks.shop import SHOP_ROUTES
 from benchmarks.tables import Table, ratio, verdict
@@ -87,6 +87,13 @@ GOALS: tuple[Goal, ...] = (
         "ouro-obs full stack, 100 %",
         "overhead ≤ 1/3 of opentelemetry-instrumentation-asgi's alone",
         peer="otel-asgi alone, 100 %",
+        fraction=1 / 3,
+    ),
+    Goal(
+        "fullstack",
+        "ouro-obs full stack, 100 %",
+        "overhead ≤ 1/3 of opentelemetry-instrumentation-asgi's alone, both with ouro-obs's exporter",
+        peer=OTEL_SAME_ENCODING,
         fraction=1 / 3,
     ),
     Goal(

@@ -26,6 +26,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import REGISTRY, CollectorRegistry
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, Response
@@ -338,19 +339,32 @@ def otel_asgi_metrics_starlette() -> Served:
 
 
 def otel_asgi_full_fastapi() -> Served:
-    """opentelemetry-instrumentation-asgi alone, its defaults, with the SDK and the same
+    """opentelemetry-instrumentation-asgi alone, its defaults, with the SDK and its
     exporter: ``TracerProvider()`` (sampler and resource from ``OTEL_*``) into a
     ``BatchSpanProcessor(OTLPSpanExporter())`` (endpoint and queue from ``OTEL_*``).
     """
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
         OTLPSpanExporter,
     )
+
+    return _otel_asgi_full(OTLPSpanExporter())
+
+
+def otel_asgi_full_ouro_encoding_fastapi() -> Served:
+    """The same, exporting through ouro-obs's exporter (the SDK's, with ouro-obs's
+    encoding), so that both full stacks export the same way."""
+    from ouro_obs.tracing.otlp import OtlpHttpSpanExporter  # noqa: PLC0415
+
+    return _otel_asgi_full(OtlpHttpSpanExporter())
+
+
+def _otel_asgi_full(exporter: SpanExporter) -> Served:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware  # noqa: PLC0415
     from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
     from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
 
     provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     app = fastapi_shop()
     app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
     return Served(app, _nothing)
