@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import tracemalloc
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -14,7 +16,7 @@ from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -23,7 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from ouro_obs import ObservabilitySettings, configure_tracing
 from ouro_obs.demo.receiver import OTLPReceiver
-from ouro_obs.tracing import TracingConfig
+from ouro_obs.tracing import BoundedBatchSpanProcessor, TracingConfig
 from ouro_obs.tracing.otlp import OtlpHttpSpanExporter, encode_spans, exporter_problem
 
 REMOTE = SpanContext(
@@ -283,3 +285,65 @@ def test_gzip_compression_and_the_request_size_limit_hold(receiver: OTLPReceiver
     assert too_small.export([span]) is SpanExportResult.FAILURE  # shut down
     gzipped.shutdown()
     assert len(receiver.spans) == 1
+
+
+def queued_bytes_per_span(exporter: SpanExporter, spans: int = 2000) -> float:
+    """Memory the batch processor holds per span waiting for its batch."""
+    room = spans + 1  # never a full batch: every span stays queued
+    processor = BoundedBatchSpanProcessor(
+        exporter, max_queue_size=room, max_export_batch_size=room, schedule_delay_seconds=3600
+    )
+    provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("ouro_obs")
+    attributes = {"http.request.method": "GET", "url.scheme": "http", "client.address": "::1"}
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for number in range(spans):
+            with tracer.start_as_current_span(
+                "GET /items/{item_id}", attributes=attributes
+            ) as span:
+                span.set_attribute("url.path", f"/items/{number}")
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert processor.queue_length == spans
+    processor._let_go()  # nothing to send: the endpoint is a closed port
+    provider.shutdown()
+    return held / spans
+
+
+def test_the_batch_processor_queues_encoded_spans_in_a_fifth_of_the_memory() -> None:
+    closed_port = "http://127.0.0.1:9/v1/traces"
+    encoded = queued_bytes_per_span(OtlpHttpSpanExporter(endpoint=closed_port))
+    objects = queued_bytes_per_span(InMemorySpanExporter())
+    assert encoded < objects / 4, (encoded, objects)
+
+
+def test_a_span_that_cannot_be_encoded_is_dropped_and_counted_not_raised(
+    receiver: OTLPReceiver,
+) -> None:
+    registry = CollectorRegistry()
+    provider = configure_tracing(
+        ObservabilitySettings(service_name="shop"),
+        config=TracingConfig.from_env({}),
+        endpoint=receiver.traces_url,
+        registry=registry,
+        set_global=False,
+        schedule_delay_seconds=0.05,
+    )
+    assert provider is not None
+    tracer = provider.get_tracer("app")
+    with tracer.start_as_current_span("unpaired \ud800 surrogate"):
+        pass
+    with tracer.start_as_current_span("fine"):
+        pass
+    provider.force_flush()
+    (span,) = receiver.wait_for(lambda span: True)
+    provider.shutdown()
+    assert span.name == "fine"
+    dropped = registry.get_sample_value("ouro_obs_spans_dropped_total", {"reason": "export_failed"})
+    assert dropped == 1

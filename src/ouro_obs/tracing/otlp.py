@@ -30,7 +30,14 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-__all__ = ["OtlpHttpSpanExporter", "encode_spans", "exporter_problem"]
+__all__ = [
+    "EncodedSpan",
+    "OtlpHttpSpanExporter",
+    "encode_request",
+    "encode_span",
+    "encode_spans",
+    "exporter_problem",
+]
 
 _log = logging.getLogger("ouro_obs.tracing")
 
@@ -314,8 +321,30 @@ class _Encodings:
 _ENCODINGS: Final = _Encodings()
 
 
+#: One span encoded ahead of its batch: its resource, its scope and its ``Span`` field.
+EncodedSpan = tuple[Resource, InstrumentationScope | None, bytes]
+
+
+def encode_span(span: ReadableSpan) -> EncodedSpan:
+    """``span`` encoded on its own, to be sent in a request :func:`encode_request` writes.
+
+    Bytes hold no references: a queue of encoded spans is a fraction of the memory of a
+    queue of span objects, and gives the garbage collector nothing to walk.
+    """
+    return (
+        span.resource,
+        span.instrumentation_scope or None,
+        _length_delimited(b"\x12", _span(span)),
+    )
+
+
 def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
-    """The serialized ``ExportTraceServiceRequest`` of ``spans``, as the SDK's exporter sends it.
+    """The serialized ``ExportTraceServiceRequest`` of ``spans``, as the SDK's exporter sends it."""
+    return encode_request([encode_span(span) for span in spans])
+
+
+def encode_request(spans: Sequence[EncodedSpan]) -> bytes:
+    """The serialized ``ExportTraceServiceRequest`` of spans :func:`encode_span` encoded.
 
     Grouped by resource, then scope, by equality as the SDK groups them; an object the
     same as the previous span's is not compared again (a resource's hash is a JSON dump).
@@ -325,16 +354,14 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
     last_scope: object = None
     by_scope: dict[InstrumentationScope | None, list[bytes]] = {}
     encoded: list[bytes] = []
-    for span in spans:
-        resource = span.resource
-        scope = span.instrumentation_scope or None
+    for resource, scope, field in spans:
         if resource is not last_resource:
             last_resource, last_scope = resource, _UNSEEN
             by_scope = grouped.setdefault(resource, {})
         if scope is not last_scope:
             last_scope = scope
             encoded = by_scope.setdefault(scope, [])
-        encoded.append(_length_delimited(b"\x12", _span(span)))
+        encoded.append(field)
     request = []
     for resource, scopes in grouped.items():
         scope_spans = []
@@ -388,19 +415,35 @@ class OtlpHttpSpanExporter(OTLPSpanExporter):
     def shutdown(self) -> None:
         super().shutdown()  # type: ignore[no-untyped-call]
 
+    @property
+    def encodes_ahead(self) -> bool:
+        """Whether :meth:`encode` and :meth:`export_encoded` serve: a batch processor may
+        then encode each span as it ends and queue the bytes (see
+        :class:`~ouro_obs.tracing.export.BoundedBatchSpanProcessor`)."""
+        return self.encoding_problem is None
+
+    @staticmethod
+    def encode(span: ReadableSpan) -> EncodedSpan:
+        """``span`` encoded for :meth:`export_encoded` (only when :attr:`encodes_ahead`)."""
+        return encode_span(span)
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self.encoding_problem is not None:
             return super().export(spans)
+        try:
+            encoded = [encode_span(span) for span in spans]
+        except Exception as error:  # a span the SDK's encoder would have failed on too
+            _log.error("Failed to encode span batch: %s", error)
+            return SpanExportResult.FAILURE
+        return self.export_encoded(encoded)
+
+    def export_encoded(self, spans: Sequence[EncodedSpan]) -> SpanExportResult:
+        """Send spans :meth:`encode` encoded, as ``export`` sends span objects."""
         if self._shutdown:
             _log.warning("OTLP span exporter already shut down: %d spans not sent", len(spans))
             return SpanExportResult.FAILURE
         with self._metrics.export_operation(len(spans)) as result:
-            try:
-                data = encode_spans(spans)
-            except Exception as error:  # a span the SDK could not encode either
-                _log.error("Failed to encode span batch: %s", error)
-                result.error = error
-                return SpanExportResult.FAILURE
+            data = encode_request(spans)
             if 0 < self._max_request_size < len(data):
                 _log.warning(
                     "Dropping span batch: serialized size %d bytes exceeds max_request_size %d bytes.",
