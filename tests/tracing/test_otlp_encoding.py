@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gc
 import math
+import socket
 import tracemalloc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
@@ -24,6 +26,7 @@ from opentelemetry.trace.span import TraceState
 from prometheus_client import CollectorRegistry
 
 from ouro_obs import ObservabilitySettings, configure_tracing
+from ouro_obs.demo.lifecycle import LOOPBACK
 from ouro_obs.demo.receiver import OTLPReceiver
 from ouro_obs.tracing import BoundedBatchSpanProcessor, TracingConfig
 from ouro_obs.tracing.otlp import OtlpHttpSpanExporter, encode_spans, exporter_problem
@@ -287,39 +290,59 @@ def test_gzip_compression_and_the_request_size_limit_hold(receiver: OTLPReceiver
     assert len(receiver.spans) == 1
 
 
-def queued_bytes_per_span(exporter: SpanExporter, spans: int = 2000) -> float:
-    """Memory the batch processor holds per span waiting for its batch."""
-    room = spans + 1  # never a full batch: every span stays queued
+@pytest.fixture
+def stuck_collector() -> Iterator[str]:
+    """The traces URL of a port that accepts connections and never answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind((LOOPBACK, 0))
+        listener.listen(64)
+        yield f"http://{LOOPBACK}:{listener.getsockname()[1]}/v1/traces"
+
+
+def held_per_queued_span(exporter: SpanExporter, spans: int = 2000) -> float:
+    """Memory the batch processor holds per span queued behind a stuck export."""
     processor = BoundedBatchSpanProcessor(
-        exporter, max_queue_size=room, max_export_batch_size=room, schedule_delay_seconds=3600
+        exporter,
+        max_queue_size=spans * 2,
+        max_export_batch_size=16,
+        schedule_delay_seconds=3600,
+        shutdown_timeout_seconds=0.1,
     )
     provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("ouro_obs")
     attributes = {"http.request.method": "GET", "url.scheme": "http", "client.address": "::1"}
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        for number in range(spans):
+
+    def serve(count: int) -> None:
+        for number in range(count):
             with tracer.start_as_current_span(
                 "GET /items/{item_id}", attributes=attributes
             ) as span:
                 span.set_attribute("url.path", f"/items/{number}")
+
+    serve(100)  # the first batch leaves for the stuck collector; a backlog forms
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        serve(spans)
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert processor.queue_length == spans
-    processor._let_go()  # nothing to send: the endpoint is a closed port
-    provider.shutdown()
+        queued = processor.queue_length
+        processor._let_go()
+        provider.shutdown()
+    assert queued >= spans
     return held / spans
 
 
-def test_the_batch_processor_queues_encoded_spans_in_a_fifth_of_the_memory() -> None:
-    closed_port = "http://127.0.0.1:9/v1/traces"
-    encoded = queued_bytes_per_span(OtlpHttpSpanExporter(endpoint=closed_port))
-    objects = queued_bytes_per_span(InMemorySpanExporter())
+def test_spans_queued_behind_a_stuck_collector_take_a_fifth_of_the_memory(
+    stuck_collector: str,
+) -> None:
+    """The backlog is kept as bytes: what piles up while the collector does not answer."""
+    encoded = held_per_queued_span(OtlpHttpSpanExporter(endpoint=stuck_collector, timeout=3))
+    objects = held_per_queued_span(OTLPSpanExporter(endpoint=stuck_collector, timeout=3))
     assert encoded < objects / 4, (encoded, objects)
 
 
