@@ -14,7 +14,9 @@ the same grouping by resource and scope, an attribute of a type OTLP cannot carr
 integer outside int64) left out as the SDK leaves it out. :class:`OtlpHttpSpanExporter` is
 the SDK's exporter (endpoint, headers, TLS, compression, retries, timeouts, its own
 metrics, all from the same arguments and ``OTEL_EXPORTER_OTLP_*`` variables) with only the
-encoding replaced, where the installed exporter has the shape it was written for.
+encoding replaced, where the installed exporter has the shape it was written for. An
+ended span's attributes are read from the dict inside the SDK's ``BoundedAttributes``
+(which no longer changes) when it is there, through the mapping interface otherwise.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from struct import Struct
 from typing import Any, Final
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -191,6 +194,19 @@ def _not_exported(key: str, error: Exception) -> None:
         _log.warning("span attribute %r not exported (logged once): %s", key, error)
 
 
+def _plain(attributes: Any) -> Mapping[str, object] | None:
+    """The dict inside the SDK's ``BoundedAttributes``, else ``attributes`` as given.
+
+    Reading a ``BoundedAttributes`` through the mapping interface is two Python calls per
+    attribute (its lock, a copy of its keys, then each item); an ended span's attributes
+    no longer change, so its dict is read directly.
+    """
+    inner = getattr(attributes, "_dict", None)
+    if type(inner) is dict and type(attributes) is BoundedAttributes:
+        return inner
+    return attributes  # type: ignore[no-any-return]
+
+
 def _varint_field(tag: bytes, number: int | None) -> bytes:
     return tag + _varint(number) if number else b""
 
@@ -229,7 +245,9 @@ def _span(span: ReadableSpan) -> bytes:
         pieces.append(_SPAN_START + _fixed64(span.start_time))
     if span.end_time:
         pieces.append(_SPAN_END + _fixed64(span.end_time))
-    pieces.append(_attributes(_SPAN_ATTRIBUTE, span.attributes))
+    pieces.append(
+        _attributes(_SPAN_ATTRIBUTE, _plain(getattr(span, "_attributes", None)) or span.attributes)
+    )
     pieces.append(_varint_field(_SPAN_DROPPED_ATTRIBUTES, span.dropped_attributes))
     for event in span.events:
         pieces.append(_length_delimited(_SPAN_EVENT, _event(event)))
@@ -255,7 +273,7 @@ def _event(event: Any) -> bytes:
         pieces.append(b"\x09" + _fixed64(event.timestamp))
     if event.name:
         pieces.append(_text(b"\x12", event.name))
-    pieces.append(_attributes(b"\x1a", event.attributes))
+    pieces.append(_attributes(b"\x1a", _plain(event.attributes)))
     pieces.append(_varint_field(b"\x20", event.dropped_attributes))
     return b"".join(pieces)
 
@@ -268,7 +286,7 @@ def _link(link: Any) -> bytes:
             context.trace_id.to_bytes(16, "big"),
             b"\x12\x08",
             context.span_id.to_bytes(8, "big"),
-            _attributes(b"\x22", link.attributes),
+            _attributes(b"\x22", _plain(link.attributes)),
             _varint_field(b"\x28", link.dropped_attributes),
             b"\x35",
             _flags(context),
