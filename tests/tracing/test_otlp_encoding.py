@@ -186,7 +186,7 @@ def test_attributes_otlp_cannot_carry_are_left_out_as_the_sdk_leaves_them_out() 
     """Attributes set on a span directly, past the SDK's checks: mappings, bytes, None,
     subclasses, an empty key, and what OTLP has no value for (a set, an integer past
     int64, an unpaired surrogate) next to good ones."""
-    attributes: dict[str, Any] = {
+    attributes: dict[Any, Any] = {
         "mapping": {"nested": {"deeper": [1, "two"]}, 3: "int key"},
         "bytes": b"\x00\xff",
         "none": None,
@@ -197,6 +197,7 @@ def test_attributes_otlp_cannot_carry_are_left_out_as_the_sdk_leaves_them_out() 
         "huge in a list": [1, 2**64],
         "surrogate": "\ud800",
         "tuple": ("a", "b"),
+        7: "a key that is not a string",
         "good": "kept",
     }
     scope = InstrumentationScope("raw", "0", None, {"scope": ["x"]})

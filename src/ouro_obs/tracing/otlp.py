@@ -145,6 +145,8 @@ def _key_value(key: str, value: object) -> bytes:
     """A ``KeyValue`` message (without its own tag and length)."""
     key_text = _key_texts.get(key)
     if key_text is None:
+        if not isinstance(key, str):  # set on a span directly, past the SDK's checks
+            raise TypeError(f"attribute key {key!r} is not a string")
         key_text = _text(_KEY, key) if key else b""  # proto3 leaves an empty string out
         if len(_key_texts) < _KEY_CACHE_LIMIT:
             _key_texts[key] = key_text
