@@ -35,6 +35,13 @@ def test_import_ouro_obs_loads_no_yaml_grafanalib_or_h11() -> None:
     assert not loaded & set(COMMAND_MODULES)
 
 
+def test_the_otlp_exporter_is_imported_only_when_asked_for() -> None:
+    exporter = "opentelemetry.exporter.otlp.proto.http"
+    assert exporter not in loaded_after("import ouro_obs, ouro_obs.tracing")
+    asked = loaded_after("from ouro_obs.tracing import OtlpHttpSpanExporter")
+    assert {exporter, "ouro_obs.tracing.otlp"} <= asked
+
+
 def test_help_lists_every_command_without_importing_any_command_module() -> None:
     loaded = loaded_after(
         "import contextlib, io\n"
