@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from ouro_obs import ObservabilityMiddleware, ObservabilitySettings, configure_tracing
+from ouro_obs import ObservabilityMiddleware, configure_tracing
 from ouro_obs.demo.lifecycle import LOOPBACK, free_port
 from ouro_obs.demo.processes import find_rotel
 from ouro_obs.demo.receiver import OTLPReceiver
@@ -26,9 +26,9 @@ from ouro_obs.tracing import BoundedBatchSpanProcessor, TracingConfig
 from tests.metrics.asgi import client
 from tests.support.processes import OTLPCollector
 from tests.support.tools import missing
+from tests.tracing.providers import SETTINGS, batch_processor, otlp_provider
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-SETTINGS = ObservabilitySettings(service_name="shop", service_version="1.0.0", environment="test")
 
 
 async def order(request: Request) -> Response:
@@ -45,25 +45,6 @@ def app_with(registry: CollectorRegistry, provider: TracerProvider) -> Starlette
         access_log=False,
     )
     return app
-
-
-def otlp_provider(endpoint: str, registry: CollectorRegistry, **options: object) -> TracerProvider:
-    provider = configure_tracing(
-        SETTINGS,
-        config=TracingConfig.from_env({}),
-        endpoint=endpoint,
-        registry=registry,
-        set_global=False,
-        **{"schedule_delay_seconds": 0.05, **options},  # type: ignore[arg-type]
-    )
-    assert provider is not None
-    return provider
-
-
-def batch_processor(provider: TracerProvider) -> BoundedBatchSpanProcessor:
-    (processor,) = provider._active_span_processor._span_processors
-    assert isinstance(processor, BoundedBatchSpanProcessor)
-    return processor
 
 
 async def test_spans_reach_a_real_otlp_receiver_with_names_attributes_and_parent(

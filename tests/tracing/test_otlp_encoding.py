@@ -26,11 +26,11 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 from opentelemetry.trace.span import TraceState
 from prometheus_client import CollectorRegistry
 
-from ouro_obs import ObservabilitySettings, configure_tracing
 from ouro_obs.demo.lifecycle import LOOPBACK
 from ouro_obs.demo.receiver import OTLPReceiver
-from ouro_obs.tracing import BoundedBatchSpanProcessor, TracingConfig
+from ouro_obs.tracing import BoundedBatchSpanProcessor, otlp
 from ouro_obs.tracing.otlp import OtlpHttpSpanExporter, encode_spans, exporter_problem
+from tests.tracing.providers import batch_processor, otlp_provider
 
 REMOTE = SpanContext(
     0x4BF92F3577B34DA6A3CE929D0E0E4736,
@@ -245,24 +245,28 @@ def test_the_installed_sdk_exporter_has_the_shape_the_fast_encoding_relies_on() 
     exporter.shutdown()
 
 
-def test_an_exporter_of_another_shape_is_named_and_left_to_the_sdk() -> None:
+def test_an_exporter_of_another_shape_is_named_and_left_to_the_sdk(
+    receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert exporter_problem(object()) == "OTLPSpanExporter has no '_client' with export(data)"  # type: ignore[arg-type]
+    monkeypatch.setattr(otlp, "exporter_problem", lambda exporter: "a release of another shape")
+    exporter = OtlpHttpSpanExporter(endpoint=receiver.traces_url)
+    assert exporter.encoding_problem == "a release of another shape"
+    assert not exporter.encodes_ahead
+    monkeypatch.setattr(otlp, "encode_span", None)  # our encoding would fail: the SDK's is used
+    span = ReadableSpan(
+        name="by the sdk", context=REMOTE, resource=Resource({}), start_time=1, end_time=2
+    )
+    assert exporter.export([span]) is SpanExportResult.SUCCESS
+    assert [received.name for received in receiver.wait_for(lambda s: True)] == ["by the sdk"]
+    exporter.shutdown()
 
 
 def test_configure_tracing_exports_the_fast_encoding_to_a_real_receiver(
     receiver: OTLPReceiver,
 ) -> None:
-    provider = configure_tracing(
-        ObservabilitySettings(service_name="shop"),
-        config=TracingConfig.from_env({}),
-        endpoint=receiver.traces_url,
-        registry=CollectorRegistry(),
-        set_global=False,
-        schedule_delay_seconds=0.05,
-    )
-    assert provider is not None
-    (processor,) = provider._active_span_processor._span_processors
-    exporter = processor._exporter  # type: ignore[attr-defined]
+    provider = otlp_provider(receiver.traces_url, CollectorRegistry())
+    exporter = batch_processor(provider)._exporter
     assert type(exporter) is OtlpHttpSpanExporter
     assert exporter.encoding_problem is None
     with provider.get_tracer("ouro_obs").start_as_current_span(
@@ -352,15 +356,7 @@ def test_a_span_that_cannot_be_encoded_is_dropped_and_counted_not_raised(
     receiver: OTLPReceiver,
 ) -> None:
     registry = CollectorRegistry()
-    provider = configure_tracing(
-        ObservabilitySettings(service_name="shop"),
-        config=TracingConfig.from_env({}),
-        endpoint=receiver.traces_url,
-        registry=registry,
-        set_global=False,
-        schedule_delay_seconds=0.05,
-    )
-    assert provider is not None
+    provider = otlp_provider(receiver.traces_url, registry)
     tracer = provider.get_tracer("app")
     with tracer.start_as_current_span("unpaired \ud800 surrogate"):
         pass
