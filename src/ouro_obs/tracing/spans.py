@@ -10,7 +10,6 @@ is, so a request never gets two server spans.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from typing import TYPE_CHECKING, Any, Final
 
@@ -161,7 +160,8 @@ class SpanRecorder:
             attributes=self._request_attributes(exchange.scope, method, host, exchange.user_agent),
         )
         exchange.span_token = otel_context.attach(trace.set_span_in_context(span, parent))
-        exchange.span = span
+        if span.is_recording():  # an unsampled span has nothing to record or end
+            exchange.span = span
         exchange.span_ids = span_ids(span)
 
     def _request_attributes(
@@ -221,5 +221,7 @@ class SpanRecorder:
     def detach(token: object) -> None:
         """Make current again what was before :meth:`start` made the request's span current."""
         # A context manager the app misused may have reset the context already.
-        with contextlib.suppress(Exception):
+        try:  # noqa: SIM105 (per request: a try costs less than contextlib.suppress)
             otel_context.detach(token)  # type: ignore[arg-type]
+        except Exception:
+            pass
