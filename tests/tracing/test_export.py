@@ -10,8 +10,11 @@ import tracemalloc
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, SpanContext, TraceFlags
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,6 +26,7 @@ from ouro_obs.demo.lifecycle import LOOPBACK, free_port
 from ouro_obs.demo.processes import find_rotel
 from ouro_obs.demo.receiver import OTLPReceiver
 from ouro_obs.tracing import BoundedBatchSpanProcessor, TracingConfig
+from ouro_obs.tracing.otlp import encode_spans
 from tests.metrics.asgi import client
 from tests.support.processes import OTLPCollector
 from tests.support.tools import missing
@@ -224,3 +228,55 @@ def test_shutdown_gives_up_on_a_stuck_collector_instead_of_waiting_for_it(
     # The export of the first batch is still waiting for its 60 s timeout: nobody waited for it.
     assert processor._worker.is_alive()
     assert processor.dropped["shutdown"] > 0
+
+
+class Snapshots(SpanProcessor):
+    """Reads each ended span as processors and exporters read it, before the next processor."""
+
+    def __init__(self) -> None:
+        self.views: list[dict[str, object]] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.views.append(public_view(span))
+
+
+def public_view(span: ReadableSpan) -> dict[str, object]:
+    return {
+        "attributes": dict(span.attributes or {}),
+        "events": [(e.name, dict(e.attributes or {}), e.dropped_attributes) for e in span.events],
+        "links": [(link.context, dict(link.attributes or {})) for link in span.links],
+        "dropped": (span.dropped_attributes, span.dropped_events, span.dropped_links),
+        "json": span.to_json(),
+        "otlp": sdk_encode_spans([span]).SerializePartialToString(),
+    }
+
+
+def test_a_queued_span_reads_and_encodes_as_it_ended() -> None:
+    """The batch processor keeps queued spans lean (see the memory test in
+    test_otlp_encoding.py); every processor and exporter after it reads the same span."""
+    snapshots, exported = Snapshots(), InMemorySpanExporter()
+    provider = TracerProvider(
+        span_limits=SpanLimits(max_span_attributes=4, max_events=2, max_links=1),
+        shutdown_on_exit=False,
+    )
+    provider.add_span_processor(snapshots)
+    provider.add_span_processor(BoundedBatchSpanProcessor(exported, schedule_delay_seconds=60))
+    tracer = provider.get_tracer("ouro_obs")
+    with tracer.start_as_current_span("nothing"):
+        pass
+    link = Link(SpanContext(1, 2, is_remote=True, trace_flags=TraceFlags(1)), {"a": 1})
+    with tracer.start_as_current_span("within limits", links=[link]) as span:
+        span.set_attributes({"http.route": "/items/{id}", "tags": ("a", "b")})
+        span.add_event("retry", {"attempt": 2})
+    with tracer.start_as_current_span("past limits", links=[link, link]) as span:
+        span.set_attributes({f"key{number}": number for number in range(6)})
+        for number in range(3):
+            span.add_event(f"event {number}")
+    provider.force_flush()
+    spans = exported.get_finished_spans()
+    assert [span.name for span in spans] == ["nothing", "within limits", "past limits"]
+    assert [public_view(span) for span in spans] == snapshots.views
+    assert spans[2].dropped_attributes == 2
+    assert (spans[2].dropped_events, spans[2].dropped_links) == (1, 1)
+    assert encode_spans(spans) == sdk_encode_spans(spans).SerializePartialToString()
+    provider.shutdown()

@@ -18,9 +18,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util import BoundedList
 from prometheus_client import CollectorRegistry, Counter
 
 from ouro_obs.config import ConfigError
@@ -34,6 +36,31 @@ _JOIN_GRACE_SECONDS = 0.05
 DropCounter = Callable[[str, int], None]
 
 
+def _compact(span: ReadableSpan) -> None:
+    """Let a queued span hold its attributes, events and links as a plain dict and tuples.
+
+    An ended span keeps the SDK's bounded containers (``BoundedAttributes``, two
+    ``BoundedList``: each with its lock, the lists with a deque) though nothing can add to
+    them any more: eight of the eleven objects a queued span holds for the garbage
+    collector to walk, and most of its memory. Everything a processor or exporter reads
+    of a ``ReadableSpan`` (``attributes``, ``events``, ``links``, ``dropped_*``) reads the
+    same from a dict and tuples; a container that dropped anything is left as it is, as
+    it holds that count.
+    """
+    try:
+        attributes = span._attributes
+        if type(attributes) is BoundedAttributes and not attributes.dropped:
+            span._attributes = attributes._dict
+        events = span._events
+        if type(events) is BoundedList and not events.dropped:
+            span._events = tuple(events) if events else ()
+        links = span._links
+        if type(links) is BoundedList and not links.dropped:
+            span._links = tuple(links) if links else ()
+    except AttributeError:  # a span of another shape: queued as it is
+        return
+
+
 class BoundedBatchSpanProcessor(SpanProcessor):
     """Exports ended, sampled spans in batches from a bounded queue, on one worker thread.
 
@@ -44,11 +71,14 @@ class BoundedBatchSpanProcessor(SpanProcessor):
     (The SDK's ``BatchSpanProcessor`` logs a warning for every span it drops, which
     floods the logs exactly when the collector is down.)
 
-    With an exporter that ``encodes_ahead`` (:class:`~ouro_obs.tracing.otlp.OtlpHttpSpanExporter`),
-    a span that ends while more than a batch is already waiting (the collector is slow or
-    down) is queued as its bytes: the same work the export thread would do, but a queued
-    span then holds no objects (a fifth of the memory, nothing for the garbage collector to
-    walk). A span that cannot be encoded is dropped alone, as ``export_failed``.
+    A queued span holds its attributes, events and links as a plain dict and tuples instead
+    of the SDK's bounded containers (see :func:`_compact`): about 750 bytes and three
+    objects for the garbage collector instead of 2.9 KB and eleven, what the SDK's
+    ``BatchSpanProcessor`` keeps. With an exporter that ``encodes_ahead``
+    (:class:`~ouro_obs.tracing.otlp.OtlpHttpSpanExporter`), a span that ends while more than
+    a batch is already waiting (the collector is slow or down) is queued as its bytes
+    instead (about 320 bytes and one object): the same work the export thread would do.
+    A span that cannot be encoded is dropped alone, as ``export_failed``.
     """
 
     def __init__(
@@ -117,7 +147,9 @@ class BoundedBatchSpanProcessor(SpanProcessor):
         if span_context is None or not span_context.trace_flags.sampled:
             return
         item: object = span
-        if self._encode is not None and len(self._queue) >= self._batch_size:
+        if self._encode is None or len(self._queue) < self._batch_size:
+            _compact(span)
+        else:
             # A backlog (the collector is slow or down): keep this span as its bytes.
             # Otherwise it is encoded with its batch, on the export thread, where the
             # encoding measured 4 % less server CPU than here in the request's path.
